@@ -1,0 +1,146 @@
+"""Azure Container Apps through the real SDK (`azure-mgmt-appcontainers`).
+
+The SDK client is built on first use and reused. ARM's retry policy (429 honouring
+`Retry-After`, 5xx with backoff) comes from azure-core. Long-running operations follow
+`Azure-AsyncOperation`; an operation that does not finish within the apply timeout raises
+`ApplyTimeout`, and one that ends `Failed` raises `ApplyFailed`: neither is ever success.
+"""
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any
+
+from shared.settings import Settings
+
+
+class ApplyFailed(RuntimeError):
+    """ARM refused a write or its operation ended Failed."""
+
+
+class ApplyTimeout(ApplyFailed):
+    """The operation was still running when the apply timeout ran out."""
+
+
+class StaticToken:
+    """A fixed bearer token, for the local ACA emulator only (DRIFTLESS_EMULATOR_TOKEN)."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any):
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, 2**31 - 1)
+
+    def get_token_info(self, *scopes: str, options: Any = None):
+        from azure.core.credentials import AccessTokenInfo
+
+        return AccessTokenInfo(self._token, 2**31 - 1)
+
+
+def credential(settings: Settings):
+    """The credential for ARM: the emulator token when set, else DefaultAzureCredential."""
+    if settings.emulator_token:
+        return StaticToken(settings.emulator_token)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+
+
+def _error_text(exc: Exception) -> str:
+    error = getattr(exc, "error", None)
+    if error is not None and getattr(error, "code", None):
+        return f"{error.code}: {error.message}"
+    message = getattr(exc, "message", None) or str(exc)
+    return message.splitlines()[0][:500] if message else type(exc).__name__
+
+
+class ContainerApps:
+    """Container Apps of one subscription. Methods return ARM JSON as plain dicts."""
+
+    def __init__(self, settings: Settings, subscription_id: str):
+        self._settings = settings
+        self._subscription_id = subscription_id
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                from azure.mgmt.appcontainers import ContainerAppsAPIClient
+
+                self._client = ContainerAppsAPIClient(
+                    credential(self._settings), self._subscription_id,
+                    base_url=self._settings.arm_endpoint or None,
+                    polling_interval=self._settings.arm_poll_interval,
+                    connection_timeout=10, read_timeout=60)
+            return self._client
+
+    def list_apps(self, resource_group: str) -> list[dict[str, Any]]:
+        """Every Container App in the resource group (one paged list, no per-app GET)."""
+        return [app.as_dict() for app in self.client.container_apps.list_by_resource_group(resource_group)]
+
+    def environment_location(self, environment_id: str) -> str:
+        parts = environment_id.strip("/").split("/")
+        env = self.client.managed_environments.get(parts[3], parts[-1])
+        return env.as_dict()["location"]
+
+    def create(self, resource_group: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._wait(name, lambda polling: self.client.container_apps.begin_create_or_update(
+            resource_group, name, _json(body), content_type="application/json", polling=polling))
+
+    def update(self, resource_group: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Apply a JSON merge patch (ARM's PATCH for Container Apps)."""
+        return self._wait(name, lambda polling: self.client.container_apps.begin_update(
+            resource_group, name, _json(patch), content_type="application/json", polling=polling))
+
+    def delete(self, resource_group: str, name: str) -> None:
+        self._wait(name, lambda polling: self.client.container_apps.begin_delete(
+            resource_group, name, polling=polling))
+
+    def revision_problem(self, resource_group: str, app: str, revision: str) -> str:
+        """Why a revision is not ready, from its provisioning error and running state details."""
+        try:
+            props = self.client.container_apps_revisions.get_revision(resource_group, app, revision).as_dict()
+        except Exception as exc:
+            return f"revision {revision}: details unavailable ({_error_text(exc)})"
+        props = props.get("properties") or {}
+        details = [props.get("provisioningError"), props.get("runningStateDetails")]
+        state = f"{props.get('provisioningState')}/{props.get('runningState')}"
+        return f"revision {revision} {state}: " + "; ".join(dict.fromkeys(d for d in details if d))
+
+    def _wait(self, name: str, begin) -> dict[str, Any]:
+        """Start an operation and wait for it; polling stops at the apply timeout (no thread is left behind)."""
+        from azure.core.exceptions import HttpResponseError
+
+        timeout = self._settings.apply_timeout
+        polling = _deadline_polling(self._settings.arm_poll_interval, time.monotonic() + timeout,
+                                    f"operation on {name} did not finish within {timeout:g}s; not counted as success")
+        try:
+            result = begin(polling).result()
+        except ApplyFailed:
+            raise
+        except HttpResponseError as exc:
+            raise ApplyFailed(_error_text(exc)) from None
+        return result.as_dict() if result is not None else {}
+
+
+def _deadline_polling(interval: float, deadline: float, message: str):
+    """ARM polling (Azure-AsyncOperation, then Location) that raises ApplyTimeout instead of sleeping past `deadline`."""
+    from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+    class DeadlinePolling(ARMPolling):
+        def _sleep(self, delay: float) -> None:
+            if time.monotonic() + delay > deadline:
+                raise ApplyTimeout(message)
+            time.sleep(delay)
+
+    return DeadlinePolling(interval)
+
+
+def _json(body: dict[str, Any]) -> io.BytesIO:
+    return io.BytesIO(json.dumps(body).encode())

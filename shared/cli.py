@@ -1,0 +1,247 @@
+"""The `driftless` command line: validate, diff, sync, get apps, get source.
+
+Exit codes: 0 success; 1 an app failed, validation failed, or Git/Azure could not be read;
+2 bad usage or missing settings (each missing setting is named).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from shared.settings import Settings, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"driftless: {problem}", file=sys.stderr)
+        print("driftless: see README.md, section Settings", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the source or ARM could not be read: say what, not a traceback
+        from shared.source import SourceError
+
+        kind = "source" if isinstance(exc, SourceError) else type(exc).__name__
+        print(f"driftless: {kind}: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftless", description="Serverless GitOps for Azure Container Apps.")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", parents=[output], help="validate manifests without touching Azure")
+    validate.add_argument("path", nargs="?", help="a local folder or file (default: the repository's Targets at the branch head)")
+    validate.set_defaults(run=cmd_validate)
+
+    diff = commands.add_parser("diff", parents=[output], help="show what a sync would change (no writes)")
+    diff.add_argument("--app", help="only this app")
+    diff.set_defaults(run=cmd_diff)
+
+    sync = commands.add_parser("sync", parents=[output], help="reconcile every Target once")
+    sync.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    sync.add_argument("--app", help="only this app")
+    sync.set_defaults(run=cmd_sync)
+
+    get = commands.add_parser("get", help="show apps or the Git source")
+    what = get.add_subparsers(dest="what", required=True)
+    apps = what.add_parser("apps", parents=[output], help="apps in Git with their live state")
+    apps.set_defaults(run=cmd_get_apps)
+    source = what.add_parser("source", parents=[output], help="the Git source and its head")
+    source.set_defaults(run=cmd_get_source)
+    return parser
+
+
+def _reconciler():
+    from shared.reconcile import Reconciler
+
+    settings = Settings.from_env()
+    settings.require("DRIFTLESS_REPO_URL")
+    return Reconciler(settings)
+
+
+def _targets(reconciler) -> tuple[str, list, list]:
+    revision = reconciler.source.head()
+    targets, problems = reconciler.targets(revision)
+    for problem in problems:
+        print(f"driftless: Target manifest: {problem}", file=sys.stderr)
+    return revision, targets, problems
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from shared.manifests import load_apps
+
+    if args.path:
+        root = Path(args.path)
+        if not root.exists():
+            print(f"driftless: {args.path}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml"))
+        apps, problems = load_apps({str(p): p.read_bytes() for p in paths})
+    else:
+        reconciler = _reconciler()
+        revision, targets, problems = _targets(reconciler)
+        apps = []
+        for target in targets:
+            found, trouble = reconciler.desired(target, revision)
+            apps += found
+            problems += trouble
+    rows = [{"file": p.file, "line": p.line, "document": p.document, "field": p.field, "message": p.message}
+            for p in problems]
+    if args.output == "table":
+        for problem in problems:
+            print(f"ERROR {problem}")
+        print(f"{len(apps)} valid app(s), {len(problems)} problem(s)")
+    else:
+        _emit({"valid": [a.name for a in apps], "problems": rows}, args.output)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    reconciler = _reconciler()
+    revision, targets, problems = _targets(reconciler)
+    rows = []
+    for target in targets:
+        plan = reconciler.plan(target, revision, only=args.app)
+        for step in plan.steps:
+            if step.kind == "update":
+                rows += [{"target": target.name, "app": step.app, "action": "update", "path": c.path,
+                          "desired": c.desired, "live": c.live} for c in step.changes]
+            elif step.kind != "unchanged":
+                rows.append({"target": target.name, "app": step.app, "action": step.kind, "path": "",
+                             "desired": None, "live": None, "reason": step.reason})
+    if args.output == "table":
+        _table(rows, ("target", "app", "action", "path", "desired", "live"))
+        print(f"{len({(r['target'], r['app']) for r in rows})} app(s) differ from Git at {revision[:12]}")
+    else:
+        _emit(rows, args.output)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    reconciler = _reconciler()
+    revision, targets, problems = _targets(reconciler)
+    progress = _Progress()
+    results = [reconciler.reconcile(t, revision, dry_run=args.dry_run, only=args.app, progress=progress)
+               for t in targets]
+    progress.close()
+    if args.output == "table":
+        for result in results:
+            _print_result(result)
+    else:
+        _emit([r.to_dict() for r in results], args.output)
+    return EXIT_OK if all(r.ok for r in results) and not problems else EXIT_FAILED
+
+
+def cmd_get_apps(args: argparse.Namespace) -> int:
+    reconciler = _reconciler()
+    revision, targets, problems = _targets(reconciler)
+    state = {"create": "missing", "update": "drifted", "reapply": "unhealthy", "unchanged": "in sync",
+             "delete": "orphan", "suspended": "suspended", "skipped": "skipped", "failed": "failed"}
+    rows = []
+    for target in targets:
+        for step in reconciler.plan(target, revision).steps:
+            images = ", ".join(c.image for c in step.desired.containers) if step.desired else ""
+            rows.append({"target": target.name, "app": step.app, "status": state[step.kind],
+                         "healthy": step.health.healthy if step.health else None, "images": images,
+                         "reason": step.reason})
+    if args.output == "table":
+        _table(rows, ("target", "app", "status", "healthy", "images"))
+    else:
+        _emit(rows, args.output)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_get_source(args: argparse.Namespace) -> int:
+    reconciler = _reconciler()
+    revision, targets, problems = _targets(reconciler)
+    info = {"url": reconciler.source.display_url, "branch": reconciler.source.branch, "revision": revision,
+            "targets": [{"name": t.name, "path": t.path, "resourceGroup": t.resource_group,
+                         "environment": t.environment, "prune": t.prune,
+                         "apps": len(reconciler.desired(t, revision)[0])} for t in targets]}
+    if args.output == "table":
+        print(f"{info['url']}  branch {info['branch']}  at {revision}")
+        _table(info["targets"], ("name", "path", "resourceGroup", "environment", "prune", "apps"))
+    else:
+        _emit(info, args.output)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _print_result(result) -> None:
+    rows = [{"app": o.app, "action": o.action,
+             "health": "-" if o.healthy is None else ("healthy" if o.healthy else "UNHEALTHY"),
+             "reason": (o.health_reason + " | " if o.healthy is False else "") + o.reason}
+            for o in result.outcomes]
+    mode = " (dry run: nothing written)" if result.dry_run else ""
+    print(f"Target {result.target} at {str(result.revision)[:12]}{mode}")
+    _table(rows, ("app", "action", "health", "reason"))
+    for problem in result.problems:
+        print(f"  invalid: {problem['file']}:{problem['line'] or '?'} {problem['field']}: {problem['message']}")
+    counts = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
+    state = "DEGRADED (prune skipped)" if result.degraded else ("ok" if result.ok else "FAILED")
+    print(f"  {state}: {counts or 'no apps'} in {result.duration_ms / 1000:.1f}s")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: Iterable[str]) -> None:
+    columns = list(columns)
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [min(60, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v if i == len(columns) - 1 else v[:w].ljust(w)
+                        for i, (v, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _emit(data: Any, output: str) -> None:
+    if output == "json":
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False), end="")
+
+
+class _Progress:
+    """Per-app progress on stderr: one rewritten line on a terminal, plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.quiet = os.environ.get("DRIFTLESS_QUIET") == "1"
+
+    def __call__(self, done: int, total: int, outcome) -> None:
+        if self.quiet:
+            return
+        line = f"[{done}/{total}] {outcome.app}: {outcome.action}"
+        if self.tty:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Decide what to do with every app of a Target: a pure function of Git and the live list.
+
+Safety rules live here, in one place:
+- an app whose manifest is invalid is `failed`, never written and never deleted;
+- only apps tagged with this instance *and* this Target are ever deleted, only when the
+  Target sets `prune`, never protected ones, never on a degraded pass, and never all owned
+  apps (or more than half) unless the Target sets `allowEmpty`;
+- an app of the same name owned by another Target or instance, or living in another
+  environment, is refused rather than taken over.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from shared.container_app import (TAG_OWNER, TAG_SPEC_HASH, TAG_TARGET, Health, desired_view,
+                                  environment_of, health, live_view, spec_hash)
+from shared.diff import Change, diff
+from shared.manifests import App, Problem, Target, names_in_problems
+
+WRITES = ("create", "update", "reapply", "delete")
+
+
+@dataclass
+class Step:
+    """One planned action. `kind` is a write (create/update/reapply/delete) or a verdict."""
+
+    app: str
+    kind: str
+    reason: str = ""
+    changes: list[Change] = field(default_factory=list)
+    desired: App | None = None
+    live: dict[str, Any] | None = None
+    health: Health | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in WRITES
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    degraded: bool
+    prune: str = ""
+
+    def step(self, app: str) -> Step | None:
+        return next((s for s in self.steps if s.app == app), None)
+
+
+def is_owned(resource: dict[str, Any], target: Target, instance: str) -> bool:
+    tags = resource.get("tags") or {}
+    return tags.get(TAG_OWNER) == instance and tags.get(TAG_TARGET) == target.name
+
+
+def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: list[Problem],
+              live: Iterable[dict[str, Any]], suspended: Iterable[str] = (), only: str | None = None) -> Plan:
+    """Plan one pass. `live` is every Container App in the Target's resource group."""
+    apps = list(apps)
+    live_by_name = {r.get("name"): r for r in live}
+    env_id = target.environment_id.lower()
+    suspended = set(suspended)
+    steps = [_plan_app(app, live_by_name.get(app.name), target, instance, env_id, suspended) for app in apps]
+    invalid = names_in_problems(problems) - {a.name for a in apps}
+    for name in sorted(invalid):
+        reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)
+        steps.append(Step(name, "failed", f"invalid manifest, not applied: {reasons}"))
+    degraded = bool(problems)
+    prune_steps, prune = _plan_prune(target, instance, env_id, live_by_name.values(),
+                                     {a.name for a in apps} | invalid, degraded, len(problems))
+    steps += prune_steps
+    if only is not None:
+        steps = [s for s in steps if s.app == only]
+    return Plan(steps, degraded, prune)
+
+
+def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instance: str, env_id: str,
+              suspended: set[str]) -> Step:
+    if not app.managed:
+        return Step(app.name, "skipped", 'not managed: label synoscd.io/managed is not "true"', desired=app)
+    if app.suspend:
+        return Step(app.name, "suspended", "spec.suspend is true in Git", desired=app, live=resource)
+    if app.name in suspended:
+        return Step(app.name, "suspended", "suspended at runtime (driftless resume to lift)", desired=app, live=resource)
+    if resource is None:
+        return Step(app.name, "create", "not found in Azure", desired=app)
+    if environment_of(resource).lower() != env_id:
+        return Step(app.name, "failed", f"an app named {app.name} already exists in environment "
+                                        f"{environment_of(resource).rsplit('/', 1)[-1]} of this resource group",
+                    desired=app, live=resource)
+    tags = resource.get("tags") or {}
+    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
+        if tags.get(tag) not in (None, mine):
+            return Step(app.name, "failed", f"owned by {tag}={tags[tag]}, not {mine}; refusing to take it over",
+                        desired=app, live=resource)
+    wanted = desired_view(app)
+    changes = diff(wanted, live_view(resource, wanted), "")
+    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
+        if tags.get(tag) != mine:
+            changes.append(Change(f"tags.{tag}", mine, tags.get(tag)))
+    digest = spec_hash(app)
+    if not changes and tags.get(TAG_SPEC_HASH) != digest:
+        changes.append(Change(f"tags.{TAG_SPEC_HASH}", digest, tags.get(TAG_SPEC_HASH)))
+    state = health(resource)
+    if changes:
+        return Step(app.name, "update", "drifted: " + ", ".join(c.path for c in changes), changes, app, resource, state)
+    if not state.healthy:
+        return Step(app.name, "reapply", f"unhealthy: {state.reason}", [], app, resource, state)
+    return Step(app.name, "unchanged", "in sync", [], app, resource, state)
+
+
+def _plan_prune(target: Target, instance: str, env_id: str, live: Iterable[dict[str, Any]],
+                in_git: set[str], degraded: bool, problem_count: int) -> tuple[list[Step], str]:
+    owned = [r for r in live if is_owned(r, target, instance) and environment_of(r).lower() == env_id]
+    orphans = sorted((r for r in owned if r.get("name") not in in_git), key=lambda r: r.get("name"))
+    if not orphans:
+        return [], ""
+    names = [r["name"] for r in orphans]
+    if not target.prune:
+        return [Step(n, "skipped", "orphan: owned by this Target but not in Git; prune is off") for n in names], "off"
+    if degraded:
+        why = f"prune skipped: the pass is degraded ({problem_count} manifest problem(s)); nothing is deleted"
+        return [Step(n, "skipped", why) for n in names], why
+    steps = [Step(n, "skipped", "orphan, but protected (protectedApps)") for n in names if n in target.protected_apps]
+    candidates = [r for r in orphans if r["name"] not in target.protected_apps]
+    if candidates and not target.allow_empty and (len(candidates) == len(owned) or len(candidates) * 2 > len(owned)):
+        share = "all" if len(candidates) == len(owned) else "more than half"
+        why = (f"prune refused: it would delete {len(candidates)} of {len(owned)} owned apps ({share}); "
+               "set allowEmpty: true on the Target to allow it")
+        return steps + [Step(r["name"], "skipped", why, live=r) for r in candidates], why
+    steps += [Step(r["name"], "delete", "owned by this Target and no longer in Git", live=r) for r in candidates]
+    return sorted(steps, key=lambda s: s.app), "on"

@@ -1,0 +1,150 @@
+"""Git source: the branch head and the manifests under a path, read with dulwich (no `git` binary).
+
+Remote repositories (HTTPS, or HTTP on loopback for local use) are fetched shallow (depth 1)
+into a bare cache repository and read straight from the object store: no checkout, no
+GitHub REST call. Local paths and file:// URLs are read in place. A revision already in the
+cache is never fetched again, so a pass whose head did not move costs one ref lookup.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+class SourceError(RuntimeError):
+    """The repository or branch could not be read; the message never contains credentials."""
+
+
+@dataclass
+class SourceStats:
+    ref_lookups: int = 0
+    fetches: int = 0
+
+
+def redact(url: str) -> str:
+    """The URL without user name or password."""
+    parts = urlsplit(url)
+    if not parts.netloc or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith("file://") or "://" not in url
+
+
+@dataclass
+class GitSource:
+    """One repository and branch. `password` is called per connection and may return None."""
+
+    url: str
+    branch: str = "main"
+    username: str = "x-access-token"
+    password: Callable[[], str | None] = field(default=lambda: None, repr=False)
+    cache_dir: str | None = None
+    stats: SourceStats = field(default_factory=SourceStats)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ref(self) -> bytes:
+        return b"refs/heads/" + self.branch.encode()
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+    def head(self) -> str:
+        """The commit SHA at the branch head (one ref lookup)."""
+        self.stats.ref_lookups += 1
+        try:
+            if _is_local(self.url):
+                refs = self._local_repo().get_refs()
+            else:
+                client, path = self._client()
+                refs = client.get_refs(path.encode() if isinstance(path, str) else path).refs
+        except SourceError:
+            raise
+        except Exception as exc:  # dulwich raises many types; none may leak a credential
+            raise SourceError(f"cannot list branches of {self.display_url}: {_describe(exc, self)}") from None
+        sha = refs.get(self.ref)
+        if sha is None:
+            raise SourceError(f"branch '{self.branch}' not found in {self.display_url}")
+        return sha.decode()
+
+    def read(self, path: str, revision: str) -> dict[str, bytes] | None:
+        """YAML files under `path` at `revision` (repository-relative name -> bytes); None if `path` is absent."""
+        repo = self._local_repo() if _is_local(self.url) else self._fetched(revision)
+        tree = repo[repo[revision.encode()].tree]
+        prefix = path.strip("/")
+        for part in [p for p in prefix.split("/") if p]:
+            try:
+                mode, sha = tree[part.encode()]
+            except KeyError:
+                return None
+            if not mode & 0o040000:
+                return None
+            tree = repo[sha]
+        files: dict[str, bytes] = {}
+        for entry in repo.object_store.iter_tree_contents(tree.id):
+            name = entry.path.decode("utf-8", "replace")
+            if name.endswith(MANIFEST_SUFFIXES):
+                files[f"{prefix}/{name}" if prefix else name] = repo[entry.sha].data
+        return files
+
+    def _local_repo(self):
+        from dulwich.repo import Repo
+
+        location = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+        try:
+            return Repo(location)
+        except Exception as exc:
+            raise SourceError(f"cannot open repository {location}: {exc}") from None
+
+    def _client(self):
+        from dulwich.client import get_transport_and_path
+
+        password = self.password()
+        return get_transport_and_path(self.url, username=self.username if password else None,
+                                      password=password or None, quiet=True)
+
+    def _fetched(self, revision: str):
+        """The bare cache repository, holding `revision` (fetched shallow when missing)."""
+        from dulwich.repo import Repo
+
+        folder = os.path.join(self.cache_dir or os.path.join(tempfile.gettempdir(), "driftless-git"),
+                              hashlib.sha256(redact(self.url).encode()).hexdigest()[:16])
+        with self._lock:
+            repo = Repo(folder) if os.path.exists(os.path.join(folder, "objects")) else _init_bare(folder)
+            if revision.encode() in repo.object_store:
+                return repo
+            self.stats.fetches += 1
+            try:
+                client, path = self._client()
+                client.fetch(path, repo, determine_wants=lambda refs, depth=None: [revision.encode()], depth=1)
+            except Exception as exc:
+                raise SourceError(f"cannot fetch {self.display_url}@{revision[:12]}: {_describe(exc, self)}") from None
+            return repo
+
+
+def _init_bare(folder: str):
+    from dulwich.repo import Repo
+
+    os.makedirs(folder, exist_ok=True)
+    return Repo.init_bare(folder)
+
+
+def _describe(exc: Exception, source: GitSource) -> str:
+    """A one-line reason with any credential removed."""
+    text = f"{type(exc).__name__}: {exc}".replace(source.url, source.display_url)
+    secret = source.password() if not _is_local(source.url) else None
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"//[^/@\s]+@", "//", text)[:300]

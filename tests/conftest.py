@@ -1,0 +1,115 @@
+"""Shared fixtures. Nothing of Driftless is faked:
+
+- ARM is the local ACA emulator (devtools/aca_emulator.py) over HTTPS, driven by the real
+  `azure-mgmt-appcontainers` client; tests read its call counters and inject faults.
+- Git repositories are real (built with the `git` binary), read by dulwich either in place
+  or over dulwich's smart-HTTP server on loopback.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from devtools.aca_emulator import AcaEmulator
+from shared.reconcile import Reconciler
+from shared.settings import Settings
+
+SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+GROUP = "rg-apps"
+ENVIRONMENT = "env-prod"
+TOKEN = "test-token"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    server = AcaEmulator(cert_dir=str(tmp_path_factory.mktemp("certs")), token=TOKEN).start()
+    os.environ["REQUESTS_CA_BUNDLE"] = server.ca_path
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aca(emulator):
+    """The emulator, emptied, with the test environment (and a second one) in place."""
+    emulator.reset()
+    emulator.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT)
+    emulator.add_environment(SUBSCRIPTION, GROUP, "env-other")
+    return emulator
+
+
+class GitRepo:
+    """A real Git repository in a temp folder; `write` then `commit` like a user would."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True)
+        self._git("init", "-q", "-b", "main")
+
+    def _git(self, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(self.path), "-c", "user.name=Test", "-c", "user.email=t@example.com",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    def write(self, name: str, text: str) -> None:
+        file = self.path / name
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(textwrap.dedent(text))
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink()
+
+    def commit(self, message: str = "change") -> str:
+        self._git("add", "-A")
+        self._git("commit", "-q", "--allow-empty", "-m", message)
+        return self._git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path) -> GitRepo:
+    return GitRepo(tmp_path / "repo")
+
+
+def app_yaml(name: str, *, image: str = "nginx:1.27", cpu: float = 0.5, memory: str = "1Gi", extra: str = "") -> str:
+    """A minimal valid App manifest; `extra` is appended under `spec:` (indent it by two spaces)."""
+    return (f"apiVersion: driftless.io/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n"
+            f"  containers:\n    - name: {name}\n      image: {image}\n      cpu: {cpu}\n      memory: {memory}\n"
+            + extra)
+
+
+def make_settings(repo_url: str, emulator: AcaEmulator, **env: str) -> Settings:
+    values = {
+        "DRIFTLESS_REPO_URL": repo_url, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "DRIFTLESS_RESOURCE_GROUP": GROUP, "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT,
+        "DRIFTLESS_ARM_ENDPOINT": emulator.url, "DRIFTLESS_EMULATOR_TOKEN": TOKEN,
+        "DRIFTLESS_ARM_POLL_INTERVAL": "0.02", "DRIFTLESS_APPLY_TIMEOUT": "20",
+    }
+    values.update(env)
+    return Settings.from_env(values)
+
+
+@pytest.fixture
+def driftless(repo, aca):
+    """Build a Reconciler for `repo` against the emulator; keyword args become settings."""
+    def build(**env: str) -> Reconciler:
+        return Reconciler(make_settings(str(repo.path), aca, **env))
+    return build
+
+
+def sync(reconciler: Reconciler, **kwargs):
+    """One pass over every Target at the branch head; returns {target name: PassResult}."""
+    revision = reconciler.source.head()
+    targets, problems = reconciler.targets(revision)
+    assert not problems, problems
+    return {t.name: reconciler.reconcile(t, revision, **kwargs) for t in targets}
+
+
+def outcomes(result) -> dict:
+    return {o.app: o for o in result.outcomes}
+
+
+def writes(emulator: AcaEmulator) -> int:
+    return sum(n for key, n in emulator.calls().items() if key.split()[0] in ("PUT", "PATCH", "DELETE")
+               and "environment" not in key)

@@ -1,0 +1,54 @@
+"""The real decorated functions of function_app.py, called the way the Functions host calls them."""
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+
+import azure.functions as func
+from azure.functions.decorators.core import BindingDirection
+
+import function_app
+
+
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}  # indexed once, as the host does
+
+
+def functions() -> dict:
+    return FUNCTIONS
+
+
+def call_http(name: str, method: str = "GET", url: str = "/api/x", body: bytes = b"") -> func.HttpResponse:
+    request = func.HttpRequest(method=method, url=url, headers={}, params={}, body=body)
+    return functions()[name].get_user_function()(request)
+
+
+def test_every_binding_matches_its_function_signature():
+    for name, function in functions().items():
+        parameters = inspect.signature(function.get_user_function()).parameters
+        for binding in function.get_bindings():
+            if binding.direction == BindingDirection.IN or binding.type.endswith("Trigger"):
+                assert binding.name in parameters, f"{name}: binding {binding.name} has no parameter"
+        assert set(parameters) <= {b.name for b in function.get_bindings()}, name
+
+
+def test_health_is_anonymous_and_reports_missing_settings_without_values(monkeypatch):
+    monkeypatch.delenv("DRIFTLESS_REPO_URL", raising=False)
+    monkeypatch.setenv("DRIFTLESS_GIT_TOKEN", "ghp_DoNotShowThis")
+    health = functions()["health"]
+    trigger = next(b for b in health.get_bindings() if b.type == "httpTrigger")
+    assert trigger.route == "health" and str(trigger.auth_level).lower().endswith("anonymous")
+    response = call_http("health")
+    body = json.loads(response.get_body())
+    assert response.status_code == 503 and body["problems"] == ["DRIFTLESS_REPO_URL is not set"]
+    assert "ghp_DoNotShowThis" not in response.get_body().decode()
+    monkeypatch.setenv("DRIFTLESS_REPO_URL", "https://github.com/contoso/gitops.git")
+    assert call_http("health").status_code == 200
+
+
+def test_function_app_imports_only_stdlib_and_azure_functions_at_module_level():
+    code = ("import sys, function_app; function_app.app.get_functions(); "
+            "print(','.join(sorted(m for m in sys.modules if m.startswith(('shared', 'yaml', 'dulwich', 'azure.mgmt', 'azure.identity', 'github')))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""

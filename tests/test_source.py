@@ -1,0 +1,72 @@
+"""Git source over dulwich's smart-HTTP server on loopback: shallow fetch, cache by commit, no leaks."""
+from __future__ import annotations
+
+import pytest
+
+from devtools.git_server import GitServer
+from shared.reconcile import Reconciler
+from shared.settings import Settings
+from shared.source import GitSource, SourceError
+from tests.conftest import app_yaml
+
+
+@pytest.fixture
+def served(repo):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.write("apps/nested/api.yml", app_yaml("api"))
+    repo.write("apps/notes.md", "not a manifest")
+    repo.write("other/x.yaml", app_yaml("x"))
+    repo.commit("first")
+    server = GitServer(str(repo.path)).start()
+    yield server
+    server.stop()
+
+
+def test_shallow_fetch_reads_only_the_target_path(served, repo, tmp_path):
+    for _ in range(3):
+        repo.write("apps/web.yaml", app_yaml("web", image=f"nginx:{_}"))
+        repo.commit("history")
+    source = GitSource(served.url, "main", cache_dir=str(tmp_path / "cache"))
+    head = source.head()
+    files = source.read("apps", head)
+    assert sorted(files) == ["apps/nested/api.yml", "apps/web.yaml"]
+    assert b"nginx:2" in files["apps/web.yaml"]
+    shallow = next((tmp_path / "cache").iterdir()) / "shallow"
+    assert shallow.read_text().strip() == head          # depth 1: history was not fetched
+    assert source.read("missing", head) is None
+
+
+def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo, tmp_path, monkeypatch):
+    settings = Settings.from_env({"DRIFTLESS_REPO_URL": served.url, "AZURE_SUBSCRIPTION_ID": "s",
+                                  "DRIFTLESS_RESOURCE_GROUP": "rg", "DRIFTLESS_ACA_ENVIRONMENT": "env"})
+    reconciler = Reconciler(settings, source=GitSource(served.url, "main", cache_dir=str(tmp_path / "c")))
+    head = reconciler.source.head()
+    target = reconciler.targets(head)[0][0]
+    apps, _ = reconciler.desired(target, head)
+    assert sorted(a.name for a in apps) == ["api", "web"]
+    served.requests.clear()
+    parses = []
+    import shared.reconcile as module
+    monkeypatch.setattr(module, "load_apps", lambda files: parses.append(files) or ([], []))
+    again = reconciler.source.head()
+    assert again == head and reconciler.desired(target, again)[0] == apps
+    assert parses == [] and reconciler.source.stats.fetches == 1
+    assert sum(served.requests.values()) == 1 and list(served.requests) == ["GET /repo.git/info/refs"]
+    repo.write("apps/web.yaml", app_yaml("web", image="nginx:next"))
+    moved = repo.commit("move")
+    assert reconciler.source.head() == moved
+    reconciler.source.read("apps", moved)
+    assert reconciler.source.stats.fetches == 2
+
+
+def test_missing_branch_and_unreachable_remote_are_clear_and_never_show_the_token(served, tmp_path):
+    with pytest.raises(SourceError, match="branch 'release' not found"):
+        GitSource(served.url, "release", cache_dir=str(tmp_path)).head()
+    source = GitSource("http://127.0.0.1:9/repo.git", "main", password=lambda: "ghp_SuperSecretToken")
+    with pytest.raises(SourceError) as caught:
+        source.head()
+    assert "127.0.0.1:9" in str(caught.value) and "SuperSecret" not in str(caught.value)
+    with_userinfo = GitSource("http://bot:ghp_InUrlToken@127.0.0.1:9/repo.git")
+    with pytest.raises(SourceError) as caught:
+        with_userinfo.head()
+    assert "ghp_InUrlToken" not in str(caught.value) and "bot" not in str(caught.value)
