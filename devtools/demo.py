@@ -39,7 +39,7 @@ def drift_in_portal(emulator_url: str) -> None:
     """What a colleague does in the portal: another image on `web`, and a tag Git does not own."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-    from shared.aca import StaticToken
+    from shared.credentials import StaticToken
 
     client = ContainerAppsAPIClient(StaticToken("portal-user"), SUBSCRIPTION, base_url=emulator_url,
                                     polling_interval=0.05)

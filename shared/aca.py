@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from shared.credentials import credential
 from shared.settings import Settings
 
 
@@ -22,32 +23,6 @@ class ApplyFailed(RuntimeError):
 
 class ApplyTimeout(ApplyFailed):
     """The operation was still running when the apply timeout ran out."""
-
-
-class StaticToken:
-    """A fixed bearer token, for the local ACA emulator only (DRIFTLESS_EMULATOR_TOKEN)."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any):
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self._token, 2**31 - 1)
-
-    def get_token_info(self, *scopes: str, options: Any = None):
-        from azure.core.credentials import AccessTokenInfo
-
-        return AccessTokenInfo(self._token, 2**31 - 1)
-
-
-def credential(settings: Settings):
-    """The credential for ARM: the emulator token when set, else DefaultAzureCredential."""
-    if settings.emulator_token:
-        return StaticToken(settings.emulator_token)
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
 def _error_text(exc: Exception) -> str:

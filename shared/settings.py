@@ -43,6 +43,13 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     emulator_token: str | None = field(default=None, repr=False)
     managed_identity_client_id: str | None = None
+    keyvault_url: str | None = None
+    secret_ttl: float = 300.0
+    webhook_secret_name: str = "driftless-webhook-secret"
+    git_token_name: str = "driftless-git-token"
+    github_app_key_name: str = "driftless-github-app-private-key"
+    azdo_token_name: str = "driftless-azdo-token"
+    flux_hmac_name: str = "driftless-flux-hmac"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -95,6 +102,13 @@ class Settings:
             github_api_url=text("DRIFTLESS_GITHUB_API_URL", "https://api.github.com"),
             emulator_token=text("DRIFTLESS_EMULATOR_TOKEN"),
             managed_identity_client_id=text("AZURE_CLIENT_ID"),
+            keyvault_url=text("DRIFTLESS_KEYVAULT_URL"),
+            secret_ttl=number("DRIFTLESS_SECRET_TTL", 300.0, 0.0),
+            webhook_secret_name=text("DRIFTLESS_WEBHOOK_SECRET_NAME", "driftless-webhook-secret"),
+            git_token_name=text("DRIFTLESS_GIT_TOKEN_NAME", "driftless-git-token"),
+            github_app_key_name=text("DRIFTLESS_GITHUB_APP_KEY_NAME", "driftless-github-app-private-key"),
+            azdo_token_name=text("DRIFTLESS_AZDO_TOKEN_NAME", "driftless-azdo-token"),
+            flux_hmac_name=text("DRIFTLESS_FLUX_HMAC_NAME", "driftless-flux-hmac"),
         )
         if problems:
             raise SettingsError(problems)

@@ -9,7 +9,7 @@ import json
 
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from shared.aca import StaticToken
+from shared.credentials import StaticToken
 from shared.container_app import TAG_OWNER, TAG_TARGET
 from tests.conftest import (ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, outcomes, sync, writes)
 
