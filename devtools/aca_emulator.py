@@ -7,8 +7,9 @@ call counters and injectable faults (latency, throttling, unavailability,
 failing or hanging operations, images that fail to start).
 
 Long-running operations are evaluated lazily whenever their app or the
-operation itself is read, using the fault settings in force at that moment;
-nothing runs in the background.
+operation itself is read, using the fault settings in force at that moment
+(no thread or timer per operation). With a state file, a single writer thread
+persists changes while serving.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ INVALID_TOKEN_CHALLENGE = (
     'error_description="The access token is invalid."'
 )
 _HANDSHAKE_TIMEOUT_S = 10.0
+_STATE_WRITE_INTERVAL_S = 0.2
 
 FAULT_DEFAULTS: dict[str, Any] = {
     "latency_s": 0.0,
@@ -109,6 +111,9 @@ _ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, str]]]] = [
         {"GET": ("GET operation", "_get_operation_result")},
     ),
 ]
+# Top-level keys the emulator owns; any other key a client sends is kept as sent.
+_APP_KEYS = frozenset({"id", "name", "type", "location", "tags", "identity", "systemData", "properties"})
+_ENV_KEYS = _APP_KEYS - {"identity"}
 _CONTROL_ENV = re.compile(r"/_emulator/environments/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<name>[^/]+)")
 
 
@@ -132,7 +137,8 @@ def _stable_uuid(seed: str) -> str:
 def _ips(seed: str, count: int) -> list[str]:
     """``count`` deterministic public-looking IPv4 addresses derived from ``seed``."""
     h = _digest(seed)
-    return [f"20.{int(h[i:i + 2], 16)}.{int(h[i + 2:i + 4], 16)}.{int(h[i + 4:i + 6], 16)}" for i in range(0, 6 * count, 6)]
+    octets = [int(h[i:i + 2], 16) for i in range(0, 6 * count, 2)]
+    return [f"20.{octets[i]}.{octets[i + 1]}.{octets[i + 2]}" for i in range(0, 3 * count, 3)]
 
 
 def _location_slug(location: str) -> str:
@@ -197,14 +203,15 @@ class Request:
     body: bytes
     base_url: str
 
-    def json(self, *, required: bool = True) -> dict[str, Any]:
-        """The body as a JSON object; an ``InvalidRequestContent`` error when it is not one."""
-        if not self.body.strip() and not required:
+    def json(self, *, allow_empty: bool = False) -> dict[str, Any]:
+        """The body as a JSON object (``{}`` for an allowed empty body); else ``InvalidRequestContent``."""
+        if allow_empty and not self.body.strip():
             return {}
         try:
             value = json.loads(self.body)
         except ValueError as exc:
-            raise ArmError(400, "InvalidRequestContent", f"The request content was invalid and could not be deserialized: {exc}") from exc
+            message = f"The request content was invalid and could not be deserialized: {exc}"
+            raise ArmError(400, "InvalidRequestContent", message) from exc
         if not isinstance(value, dict):
             raise ArmError(400, "InvalidRequestContent", "The request content must be a JSON object.")
         return value
@@ -306,7 +313,8 @@ def _identity(identity: dict[str, Any] | None, app_id: str) -> dict[str, Any]:
     if "UserAssigned" in kind:
         users = out.get("userAssignedIdentities") or {}
         out["userAssignedIdentities"] = {
-            rid: {"principalId": _stable_uuid(f"principal:{rid}"), "clientId": _stable_uuid(f"client:{rid}")} for rid in users
+            rid: {"principalId": _stable_uuid(f"principal:{rid}"), "clientId": _stable_uuid(f"client:{rid}")}
+            for rid in users
         }
     else:
         out.pop("userAssignedIdentities", None)
@@ -324,7 +332,8 @@ def _validate_app(body: dict[str, Any]) -> str:
         raise ArmError(400, "InvalidRequestContent", "'properties.template.containers' must be a non-empty list.")
     for i, container in enumerate(containers):
         if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
-            raise ArmError(400, "InvalidRequestContent", f"'properties.template.containers[{i}]' requires 'name' and 'image'.")
+            message = f"'properties.template.containers[{i}]' requires 'name' and 'image'."
+            raise ArmError(400, "InvalidRequestContent", message)
     env_id = props.get("managedEnvironmentId") or props.get("environmentId")
     if not isinstance(env_id, str) or not env_id:
         raise ArmError(400, "InvalidRequestContent", "'properties.managedEnvironmentId' is required.")
@@ -371,6 +380,10 @@ class AcaEmulator:
         self._server: _TlsServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._writer: threading.Thread | None = None
+        self._write_wanted = threading.Event()
+        self._writer_stop = threading.Event()
+        self._write_lock = threading.Lock()
         self.url = ""
         self.ca_path, self._server_cert = self._load_certificates(cert_dir)
         self._load_state()
@@ -388,10 +401,14 @@ class AcaEmulator:
         self.url = f"https://{shown_host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="aca-emulator", daemon=True)
         self._thread.start()
+        if self._state_file:
+            self._writer_stop.clear()
+            self._writer = threading.Thread(target=self._state_writer, name="aca-emulator-state", daemon=True)
+            self._writer.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close open connections; stored state is kept."""
+        """Stop serving, close open connections and write the state file a final time; state is kept."""
         if self._server is None:
             return
         self._server.shutdown()
@@ -400,6 +417,12 @@ class AcaEmulator:
         if self._thread is not None:
             self._thread.join()
         self._server, self._thread = None, None
+        if self._writer is not None:
+            self._writer_stop.set()
+            self._write_wanted.set()
+            self._writer.join()
+            self._writer = None
+            self._write_state()
 
     def _load_certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
         """Reuse the CA in ``cert_dir`` (``ca.pem`` + ``ca-key.pem``) or create one; issue a server cert."""
@@ -448,7 +471,9 @@ class AcaEmulator:
         with self._lock:
             self._faults.update(coerced)
 
-    def add_environment(self, subscription_id: str, resource_group: str, name: str, location: str = "westeurope") -> dict[str, Any]:
+    def add_environment(
+        self, subscription_id: str, resource_group: str, name: str, location: str = "westeurope"
+    ) -> dict[str, Any]:
         """Create or replace a managed environment and return it."""
         with self._locked():
             env, _ = self._store_environment(subscription_id, resource_group, name, {"location": location})
@@ -465,10 +490,11 @@ class AcaEmulator:
     def handle(self, req: Request) -> Response:
         """Answer one HTTP request (control endpoints under ``/_emulator/``, everything else ARM)."""
         path = req.path.rstrip("/") or "/"
-        if path.lower().startswith("/_emulator/"):
-            response = self._control(req, path)
-        else:
-            response = self._arm(req, path)
+        try:
+            response = self._control(req, path) if path.lower().startswith("/_emulator/") else self._arm(req, path)
+        except Exception:  # noqa: BLE001 - a bug must still produce an ARM-shaped answer
+            _LOG.exception("emulator failed on %s %s", req.method, req.path)
+            response = ArmError(500, "InternalServerError", "The emulator failed; see its log.").response()
         response.headers.setdefault("Content-Type", "application/json; charset=utf-8")
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         client_request_id = req.headers.get("x-ms-client-request-id")
@@ -521,7 +547,8 @@ class AcaEmulator:
                 )
             if self._faults["unavailable_next"] > 0:
                 self._faults["unavailable_next"] -= 1
-                raise ArmError(503, "ServiceUnavailable", "The service is temporarily unavailable. Please try again later.")
+                message = "The service is temporarily unavailable. Please try again later."
+                raise ArmError(503, "ServiceUnavailable", message)
 
     def _authenticate(self, req: Request) -> None:
         scheme, _, token = (req.headers.get("Authorization") or "").partition(" ")
@@ -562,7 +589,7 @@ class AcaEmulator:
             env_match = _CONTROL_ENV.fullmatch(path)
             if req.method == "PUT" and env_match:
                 sub, rg, name = (unquote(v) for v in env_match.groups())
-                body = req.json(required=False)
+                body = req.json(allow_empty=True)
                 env = self.add_environment(sub, rg, name, str(body.get("location") or "westeurope"))
                 return Response.json(200, env)
             raise ArmError(404, "NotFound", f"No emulator control endpoint {req.method} {path}.")
@@ -571,14 +598,18 @@ class AcaEmulator:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Hold the state lock; write the state file on exit if anything changed."""
+        """Hold the state lock; on exit, if anything changed, have the state file written
+        (by the writer thread while serving, else right away)."""
         with self._lock:
             try:
                 yield
             finally:
-                if self._dirty:
+                if self._dirty and self._state_file:
                     self._dirty = False
-                    self._write_state()
+                    if self._writer is not None:
+                        self._write_wanted.set()
+                    else:
+                        self._write_state()
 
     # ---------------------------------------------------- ARM: container apps
 
@@ -620,7 +651,8 @@ class AcaEmulator:
             created = record is None
             record, revision = self._write_app(sub, rg, name, body, env, record)
             op = self._begin_operation(record, "write", req, revision)
-            return Response.json(201 if created else 200, record["resource"], {"Azure-AsyncOperation": op["_statusUrl"]})
+            headers = {"Azure-AsyncOperation": op["_statusUrl"]}
+            return Response.json(201 if created else 200, record["resource"], headers)
 
     def _patch_app(self, req: Request, sub: str, rg: str, name: str) -> Response:
         """Apply a JSON merge patch to tags, identity and properties; 202 with operation headers."""
@@ -667,14 +699,15 @@ class AcaEmulator:
     def _write_app(
         self, sub: str, rg: str, name: str, body: dict[str, Any], env: dict[str, Any], record: dict[str, Any] | None
     ) -> tuple[dict[str, Any], str | None]:
-        """Store the normalised app (creating its record); return it and the revision added, if the template changed."""
+        """Store the normalised app (creating its record); return it and the revision added, if any."""
         key = _app_key(sub, rg, name)
         now = time.time()
         if record is None:
-            record = {"scope": _scope_key(sub, rg), "revisions": {}, "ready": "", "op": None, "serial": 0, "domain": ""}
+            record = {"scope": _scope_key(sub, rg), "revisions": {}, "ready": "", "op": None, "serial": 0}
             self._apps[key] = record
             bisect.insort(self._index.setdefault(record["scope"], []), name.lower())
-            app_id, app_name, created_at = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{APP_TYPE}/{name}", name, _iso(now)
+            app_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{APP_TYPE}/{name}"
+            app_name, created_at = name, _iso(now)
         else:
             old = record["resource"]
             app_id, app_name, created_at = old["id"], old["name"], old["systemData"]["createdAt"]
@@ -691,7 +724,7 @@ class AcaEmulator:
             f"https://{_location_slug(location)}.azurecontainerapps.dev/subscriptions/{sub}"
             f"/resourceGroups/{rg}/containerApps/{app_name}/eventstream"
         )
-        extras = {k: v for k, v in body.items() if k not in ("id", "name", "type", "location", "tags", "identity", "systemData", "properties")}
+        extras = {k: v for k, v in body.items() if k not in _APP_KEYS}
         record["resource"] = {
             **extras,
             "id": app_id,
@@ -741,7 +774,8 @@ class AcaEmulator:
     def _list_revisions(self, req: Request, sub: str, rg: str, name: str) -> Response:
         with self._locked():
             record = self._require_app(sub, rg, name)
-            return Response.json(200, {"value": [self._revision_body(record, rev) for rev in record["revisions"].values()]})
+            revisions = [self._revision_body(record, rev) for rev in record["revisions"].values()]
+            return Response.json(200, {"value": revisions})
 
     def _get_revision(self, req: Request, sub: str, rg: str, name: str, rev: str) -> Response:
         with self._locked():
@@ -778,7 +812,8 @@ class AcaEmulator:
     def _list_environments(self, req: Request, sub: str, rg: str) -> Response:
         prefix = _scope_key(sub, rg) + "/"
         with self._locked():
-            return Response.json(200, {"value": [env for key, env in sorted(self._envs.items()) if key.startswith(prefix)]})
+            envs = [env for key, env in sorted(self._envs.items()) if key.startswith(prefix)]
+            return Response.json(200, {"value": envs})
 
     def _get_environment(self, req: Request, sub: str, rg: str, name: str) -> Response:
         with self._locked():
@@ -808,7 +843,7 @@ class AcaEmulator:
         props["staticIp"] = _ips(key, 1)[0]
         _default(props, "workloadProfiles", [{"workloadProfileType": "Consumption", "name": "Consumption"}])
         _default(props, "zoneRedundant", False)
-        extras = {k: v for k, v in body.items() if k not in ("id", "name", "type", "location", "tags", "systemData", "properties")}
+        extras = {k: v for k, v in body.items() if k not in _ENV_KEYS}
         created_at = existing["systemData"]["createdAt"] if existing else _iso(now)
         self._envs[key] = {
             **extras,
@@ -850,7 +885,9 @@ class AcaEmulator:
             self._finish(op, self._planned_status(op))
         return op
 
-    def _begin_operation(self, record: dict[str, Any], kind: str, req: Request, revision: str | None) -> dict[str, Any]:
+    def _begin_operation(
+        self, record: dict[str, Any], kind: str, req: Request, revision: str | None
+    ) -> dict[str, Any]:
         """Register an InProgress operation for the app (and the revision it provisions); it completes lazily."""
         resource = record["resource"]
         sub = resource["id"].split("/")[2]
@@ -909,7 +946,7 @@ class AcaEmulator:
         if status == "Failed":
             op["error"] = {
                 "code": "ContainerAppOperationError",
-                "message": f"Failed to provision container app '{op['_appName']}': the operation failed (injected fault).",
+                "message": f"Failed to provision container app '{op['_appName']}' (injected operation failure).",
             }
         self._dirty = True
         record = self._apps.get(op["_app"])
@@ -929,7 +966,8 @@ class AcaEmulator:
         """Provision the revision, or fail it (failed/canceled operation, or an image matching the marker)."""
         failure = _image_failure(rev["template"], str(self._faults["failing_image_marker"]))
         if status == "Succeeded" and failure is None:
-            rev.update(provisioningState="Provisioned", healthState="Healthy", runningState="Running", lastActiveTime=op["endTime"])
+            rev.update(provisioningState="Provisioned", healthState="Healthy", runningState="Running")
+            rev["lastActiveTime"] = op["endTime"]
             record["ready"] = rev["name"]
             return
         if status == "Succeeded" and failure is not None:
@@ -973,15 +1011,31 @@ class AcaEmulator:
 
     # ------------------------------------------------------------ persistence
 
+    def _state_writer(self) -> None:
+        """While serving: write the state file after mutations, batching those made during a write
+        (one snapshot per ``_STATE_WRITE_INTERVAL_S`` at most, so large states do not hog the lock)."""
+        while True:
+            self._write_wanted.wait()
+            if self._writer_stop.is_set():
+                return
+            self._write_wanted.clear()
+            self._write_state()
+            if self._writer_stop.wait(_STATE_WRITE_INTERVAL_S):
+                return
+
     def _write_state(self) -> None:
-        """Atomically replace the state file (when configured) with the current state."""
+        """Atomically replace the state file with a snapshot (finished operations are not kept)."""
         if not self._state_file:
             return
-        state = {"environments": self._envs, "apps": self._apps, "operations": self._ops}
-        tmp = f"{self._state_file}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, separators=(",", ":"))
-        os.replace(tmp, self._state_file)
+        with self._write_lock:
+            with self._lock:
+                operations = {k: op for k, op in self._ops.items() if op["status"] == "InProgress"}
+                state = {"environments": self._envs, "apps": self._apps, "operations": operations}
+                data = json.dumps(state, separators=(",", ":"))
+            tmp = f"{self._state_file}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(data)
+            os.replace(tmp, self._state_file)
 
     def _load_state(self) -> None:
         if not self._state_file or not os.path.exists(self._state_file):
@@ -1092,12 +1146,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
             base_url=f"https://{host}" if (host := self.headers.get("Host")) else self.server.emulator.url,
         )
-        try:
-            response = self.server.emulator.handle(request)
-        except Exception:  # noqa: BLE001 - any bug must still produce an ARM-shaped answer
-            _LOG.exception("emulator failed on %s %s", self.command, self.path)
-            response = ArmError(500, "InternalServerError", "The emulator failed; see its log.").response()
-            response.headers["Content-Type"] = "application/json; charset=utf-8"
+        response = self.server.emulator.handle(request)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)

@@ -91,8 +91,9 @@ def create(client: ContainerAppsAPIClient, name: str, body: dict[str, Any]) -> A
     return client.container_apps.begin_create_or_update(RG, name, body).result()
 
 
-def arm_url(emulator: AcaEmulator, suffix: str = "", query: str = f"?api-version={API}") -> str:
-    return f"{emulator.url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/containerApps{suffix}{query}"
+def apps_url(emulator: AcaEmulator, query: str = f"?api-version={API}") -> str:
+    """The raw container-apps list URL, for requests the SDK would never send."""
+    return f"{emulator.url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/containerApps{query}"
 
 
 def test_create_returns_resource_with_defaults_and_revision(
@@ -133,8 +134,7 @@ def test_same_put_twice_is_idempotent_and_adds_no_revision(client: ContainerApps
     first = create(client, "web", app_body(env_id)).as_dict()
     second = create(client, "web", app_body(env_id)).as_dict()
 
-    for volatile in ("systemData",):
-        first.pop(volatile), second.pop(volatile)
+    assert first.pop("systemData")["createdAt"] == second.pop("systemData")["createdAt"]
     assert first == second
     assert len(list(client.container_apps_revisions.list_revisions(RG, "web"))) == 1
 
@@ -201,7 +201,7 @@ def test_update_applies_json_merge_patch(client: ContainerAppsAPIClient, env_id:
 
 def test_delete_waits_until_app_is_gone(emulator: AcaEmulator, client: ContainerAppsAPIClient, env_id: str) -> None:
     create(client, "web", app_body(env_id))
-    emulator.set_faults(lro_duration_s=0.3)
+    emulator.set_faults(lro_duration_s=0.5)
 
     poller = client.container_apps.begin_delete(RG, "web")
     assert client.container_apps.get(RG, "web").properties.provisioning_state == "Deleting"
@@ -265,8 +265,8 @@ def test_fault_responses_on_the_wire(emulator: AcaEmulator) -> None:
     headers = {"Authorization": "Bearer x"}
     emulator.set_faults(throttle_next=1, unavailable_next=1, retry_after_s=3)
 
-    throttled = requests.get(arm_url(emulator), headers=headers, verify=emulator.ca_path, timeout=5)
-    unavailable = requests.get(arm_url(emulator), headers=headers, verify=emulator.ca_path, timeout=5)
+    throttled = requests.get(apps_url(emulator), headers=headers, verify=emulator.ca_path, timeout=5)
+    unavailable = requests.get(apps_url(emulator), headers=headers, verify=emulator.ca_path, timeout=5)
 
     assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "3")
     assert throttled.json()["error"]["code"] == "TooManyRequests"
@@ -275,7 +275,7 @@ def test_fault_responses_on_the_wire(emulator: AcaEmulator) -> None:
 
 
 def test_missing_bearer_token_is_401(emulator: AcaEmulator) -> None:
-    response = requests.get(arm_url(emulator), verify=emulator.ca_path, timeout=5)
+    response = requests.get(apps_url(emulator), verify=emulator.ca_path, timeout=5)
 
     assert response.status_code == 401
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -286,7 +286,7 @@ def test_missing_bearer_token_is_401(emulator: AcaEmulator) -> None:
 
 def test_missing_api_version_is_400(emulator: AcaEmulator) -> None:
     response = requests.get(
-        arm_url(emulator, query=""), headers={"Authorization": "Bearer x"}, verify=emulator.ca_path, timeout=5
+        apps_url(emulator, query=""), headers={"Authorization": "Bearer x"}, verify=emulator.ca_path, timeout=5
     )
 
     assert response.status_code == 400
@@ -372,6 +372,10 @@ def test_command_line_serves_and_persists_state(tmp_path: Path) -> None:
     def add_environment(url: str, ca: str) -> None:
         response = requests.put(f"{url}/_emulator/environments/{SUB}/{RG}/env-cli", verify=ca, timeout=5)
         assert response.status_code == 200
+        deadline = time.monotonic() + 2
+        while not (state_file.exists() and "env-cli" in state_file.read_text()):  # written while serving
+            assert time.monotonic() < deadline, "state file not written after the mutation"
+            time.sleep(0.02)
 
     def read_environment(url: str, ca: str) -> None:
         path = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/managedEnvironments/env-cli"
@@ -381,5 +385,4 @@ def test_command_line_serves_and_persists_state(tmp_path: Path) -> None:
         assert response.status_code == 200 and response.json()["name"] == "env-cli"
 
     serve_once(add_environment)
-    assert "env-cli" in state_file.read_text()
     serve_once(read_environment)
