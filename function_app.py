@@ -2,10 +2,66 @@
 function in `shared/`, and shapes the response. Only the standard library and
 `azure.functions` are imported at module level (cold start); everything else lazily."""
 import json
+import os
 
 import azure.functions as func
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+RECONCILE_QUEUE = "reconcile-jobs"  # shared.storage.RECONCILE_QUEUE; a test keeps them equal
+
+
+def _pipeline():
+    from shared.pipeline import current
+
+    return current()
+
+
+def _http(reply) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(reply.body), status_code=reply.status, mimetype="application/json")
+
+
+@app.timer_trigger(arg_name="timer", schedule=os.environ.get("DRIFTLESS_SCHEDULE") or "0 */5 * * * *",
+                   run_on_startup=False)
+def scheduled_reconcile(timer: func.TimerRequest) -> None:
+    """Enqueue one reconcile job per Target (drift healing)."""
+    _pipeline().schedule()
+
+
+@app.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """GitHub push webhook; the HMAC signature is the authentication."""
+    return _http(_pipeline().github_webhook(req.headers, req.get_body()))
+
+
+@app.queue_trigger(arg_name="msg", queue_name=RECONCILE_QUEUE, connection="AzureWebJobsStorage")
+def reconcile_worker(msg: func.QueueMessage) -> None:
+    """Run one reconcile job; raising hands the message back to the host for a retry."""
+    _pipeline().run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+@app.route(route="reconcile", methods=["POST"])
+def manual_reconcile(req: func.HttpRequest) -> func.HttpResponse:
+    """Enqueue a reconcile for every Target, one Target or one app: 202 with the job ids."""
+    return _http(_pipeline().request_reconcile(req.get_body()))
+
+
+@app.route(route="status", methods=["GET"])
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    """Last outcome per Target and per app (`?target=` narrows it)."""
+    return _http(_pipeline().status(req.params.get("target")))
+
+
+@app.route(route="apps/{name}/suspend", methods=["POST"])
+def suspend_app(req: func.HttpRequest) -> func.HttpResponse:
+    """Stop writing to one app at runtime, without editing Git."""
+    return _http(_pipeline().suspend(req.route_params["name"]))
+
+
+@app.route(route="apps/{name}/resume", methods=["POST"])
+def resume_app(req: func.HttpRequest) -> func.HttpResponse:
+    """Lift a runtime suspension and reconcile the app's Targets now."""
+    return _http(_pipeline().resume(req.route_params["name"]))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from shared.settings import Settings, SettingsError
 
@@ -56,8 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--app", help="only this app")
     sync.set_defaults(run=cmd_sync)
 
-    get = commands.add_parser("get", help="show apps or the Git source")
+    reconcile = commands.add_parser("reconcile", parents=[output],
+                                    help="enqueue a reconcile job for the Function App's workers")
+    reconcile.add_argument("--target", help="only this Target")
+    reconcile.add_argument("--app", help="only this app")
+    reconcile.set_defaults(run=cmd_reconcile)
+
+    for verb, text in (("suspend", "stop writing to an app at runtime"), ("resume", "lift a runtime suspension")):
+        command = commands.add_parser(verb, parents=[output], help=text)
+        command.add_argument("name", help="the app")
+        command.set_defaults(run=cmd_suspend if verb == "suspend" else cmd_resume)
+
+    get = commands.add_parser("get", help="show apps, the Git source or the stored status")
     what = get.add_subparsers(dest="what", required=True)
+    status = what.add_parser("status", parents=[output], help="last outcome per Target and app (status store)")
+    status.add_argument("--target", help="only this Target")
+    status.set_defaults(run=cmd_get_status)
     apps = what.add_parser("apps", parents=[output], help="apps in Git with their live state")
     apps.set_defaults(run=cmd_get_apps)
     source = what.add_parser("source", parents=[output], help="the Git source and its head")
@@ -66,11 +80,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reconciler():
-    from shared.reconcile import Reconciler
+    from shared.reconcile import Reconciler, source_for
+    from shared.secrets import Secrets
 
     settings = Settings.from_env()
     settings.require("DRIFTLESS_REPO_URL")
-    return Reconciler(settings)
+    return Reconciler(settings, source=source_for(settings, Secrets(settings)))
 
 
 def _targets(reconciler) -> tuple[str, list, list]:
@@ -178,6 +193,50 @@ def cmd_get_source(args: argparse.Namespace) -> int:
     else:
         _emit(info, args.output)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def _pipeline():
+    from shared.pipeline import Pipeline
+
+    settings = Settings.from_env()
+    settings.require("DRIFTLESS_REPO_URL")
+    return Pipeline(settings)
+
+
+def _reply(reply, output: str, table: Callable[[dict], None] | None = None) -> int:
+    if output == "table" and table and reply.status < 400:
+        table(reply.body)
+    else:
+        _emit(reply.body, "json" if output == "table" else output)
+    if reply.status >= 400:
+        print(f"driftless: {reply.body.get('error', reply.status)}", file=sys.stderr)
+        return EXIT_USAGE if reply.status in (400, 404) else EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    body = {k: v for k, v in (("target", args.target), ("app", args.app)) if v}
+    return _reply(_pipeline().request_reconcile(json.dumps(body).encode()), args.output,
+                  lambda b: _table(b["jobs"], ("id", "target", "app")))
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    return _reply(_pipeline().suspend(args.name), args.output, lambda b: print(f"{b['app']} suspended"))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _reply(_pipeline().resume(args.name), args.output,
+                  lambda b: print(f"{b['app']} resumed; reconcile enqueued for "
+                                  f"{', '.join(j['target'] for j in b['jobs']) or 'no Target'}"))
+
+
+def cmd_get_status(args: argparse.Namespace) -> int:
+    def show(body: dict) -> None:
+        _table([{**t, "summary": ", ".join(f"{n} {a}" for a, n in t["summary"].items() if n)}
+                for t in body["targets"]], ("target", "revision", "ok", "degraded", "finishedAt", "summary"))
+        print()
+        _table(body["apps"], ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
+    return _reply(_pipeline().status(args.target), args.output, show)
 
 
 def _print_result(result) -> None:

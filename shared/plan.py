@@ -11,7 +11,7 @@ Safety rules live here, in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from shared.container_app import (TAG_OWNER, TAG_SPEC_HASH, TAG_TARGET, Health, desired_view,
                                   environment_of, health, live_view, spec_hash)
@@ -54,13 +54,18 @@ def is_owned(resource: dict[str, Any], target: Target, instance: str) -> bool:
 
 
 def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: list[Problem],
-              live: Iterable[dict[str, Any]], suspended: Iterable[str] = (), only: str | None = None) -> Plan:
-    """Plan one pass. `live` is every Container App in the Target's resource group."""
+              live: Iterable[dict[str, Any]], suspended: Iterable[str] = (), only: str | None = None,
+              backoff: Mapping[str, str] | None = None) -> Plan:
+    """Plan one pass. `live` is every Container App in the Target's resource group; `backoff` maps
+    unhealthy apps to the time their next re-apply is due (until then they are left alone)."""
     apps = list(apps)
     live_by_name = {r.get("name"): r for r in live}
     env_id = target.environment_id.lower()
     suspended = set(suspended)
     steps = [_plan_app(app, live_by_name.get(app.name), target, instance, env_id, suspended) for app in apps]
+    for step in steps:
+        if step.kind == "reapply" and step.app in (backoff or {}):
+            step.kind, step.reason = "unchanged", f"{step.reason}; next re-apply after {backoff[step.app]}"
     invalid = names_in_problems(problems) - {a.name for a in apps}
     for name in sorted(invalid):
         reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from shared import container_app
 from shared.aca import ApplyFailed, ContainerApps
@@ -19,7 +19,11 @@ from shared.manifests import App, Problem, Target, load_apps, load_targets
 from shared.outcome import Outcome, PassResult
 from shared.plan import Plan, Step, make_plan
 from shared.settings import Settings
-from shared.source import GitSource
+from shared.source import GitSource, SourceError
+
+if TYPE_CHECKING:
+    from shared.github_app import InstallationToken
+    from shared.secrets import Secrets
 
 Progress = Callable[[int, int, Outcome], None]
 
@@ -32,7 +36,7 @@ class Reconciler:
 
     def __init__(self, settings: Settings, *, source: GitSource | None = None):
         self.settings = settings
-        self.source = source or source_for(settings)
+        self.source = source or GitSource(str(settings.repo_url), settings.branch)
         self._parsed: OrderedDict[tuple[str, str], tuple[list[App], list[Problem]]] = OrderedDict()
         self._clients: dict[str, ContainerApps] = {}
         self._lock = threading.Lock()
@@ -70,22 +74,23 @@ class Reconciler:
                 self._clients[subscription_id] = ContainerApps(self.settings, subscription_id)
             return self._clients[subscription_id]
 
-    def plan(self, target: Target, revision: str, *, only: str | None = None,
-             suspended: Iterable[str] = ()) -> Plan:
+    def plan(self, target: Target, revision: str, *, only: str | None = None, suspended: Iterable[str] = (),
+             backoff: Mapping[str, str] | None = None) -> Plan:
         """Plan one Target at `revision` against the live apps (reads only)."""
         apps, problems = self.desired(target, revision)
         live = self.apps_client(target.subscription_id).list_apps(target.resource_group)
         return make_plan(target=target, instance=self.settings.instance, apps=apps, problems=problems,
-                         live=live, suspended=suspended, only=only)
+                         live=live, suspended=suspended, only=only, backoff=backoff)
 
     def reconcile(self, target: Target, revision: str, *, dry_run: bool = False, only: str | None = None,
-                  suspended: Iterable[str] = (), progress: Progress | None = None) -> PassResult:
+                  suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> PassResult:
         """Plan and apply one Target; with `dry_run` nothing is written."""
         started = time.monotonic()
         result = PassResult(target=target.name, revision=revision, dry_run=dry_run,
                             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         _, problems = self.desired(target, revision)
-        plan = self.plan(target, revision, only=only, suspended=suspended)
+        plan = self.plan(target, revision, only=only, suspended=suspended, backoff=backoff)
         result.degraded, result.prune = plan.degraded, plan.prune
         result.problems = [p.to_dict() for p in problems]
         run = _Apply(self, target, revision, dry_run)
@@ -158,17 +163,34 @@ class _Apply:
             return self._location
 
 
-def source_for(settings: Settings) -> GitSource:
-    """The Git source for the settings; a GitHub App, when configured, supplies the password."""
+def source_for(settings: Settings, secrets: "Secrets") -> GitSource:
+    """The Git source; its password is a GitHub App installation token when an app is configured,
+    else the Git token secret (PAT or Azure DevOps token), else none."""
     settings.require("DRIFTLESS_REPO_URL")
     return GitSource(str(settings.repo_url), settings.branch, username=settings.git_username,
-                     password=_password(settings))
+                     password=_password(settings, secrets))
 
 
-def _password(settings: Settings) -> Callable[[], str | None]:
-    if settings.github_app_id and settings.github_app_private_key and settings.github_app_installation_id:
-        from shared.github_app import InstallationToken
+def _password(settings: Settings, secrets: "Secrets") -> Callable[[], str | None]:
+    if settings.github_app_id and settings.github_app_installation_id:
+        def app_token() -> str | None:
+            key = secrets.github_app_private_key()
+            if not key:
+                raise SourceError(f"GitHub App {settings.github_app_id} is configured but the private key secret "
+                                  f"{settings.github_app_key_name} is empty")
+            return _installation(settings, key)()
 
-        return InstallationToken(settings.github_app_id, settings.github_app_private_key,
-                                 settings.github_app_installation_id, settings.github_api_url)
-    return lambda: settings.git_token
+        return app_token
+    return secrets.git_token
+
+
+_installations: dict[tuple[str, str, str], "InstallationToken"] = {}
+
+
+def _installation(settings: Settings, key: str):
+    from shared.github_app import InstallationToken
+
+    ident = (str(settings.github_app_id), str(settings.github_app_installation_id), settings.github_api_url)
+    if ident not in _installations:
+        _installations[ident] = InstallationToken(ident[0], key, ident[1], ident[2])
+    return _installations[ident]

@@ -36,15 +36,15 @@ class Settings:
     apply_timeout: float = 600.0
     concurrency: int = 8
     git_username: str = "x-access-token"
-    git_token: str | None = field(default=None, repr=False)
     github_app_id: str | None = None
     github_app_installation_id: str | None = None
-    github_app_private_key: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
     emulator_token: str | None = field(default=None, repr=False)
     managed_identity_client_id: str | None = None
     keyvault_url: str | None = None
     secret_ttl: float = 300.0
+    reapply_backoff: float = 60.0
+    schedule: str = "0 */5 * * * *"
     webhook_secret_name: str = "driftless-webhook-secret"
     git_token_name: str = "driftless-git-token"
     github_app_key_name: str = "driftless-github-app-private-key"
@@ -95,15 +95,15 @@ class Settings:
             apply_timeout=number("DRIFTLESS_APPLY_TIMEOUT", 600.0, 0.1),
             concurrency=int(number("DRIFTLESS_CONCURRENCY", 8, 1)),
             git_username=text("DRIFTLESS_GIT_USERNAME", "x-access-token"),
-            git_token=text("DRIFTLESS_GIT_TOKEN"),
             github_app_id=text("DRIFTLESS_GITHUB_APP_ID"),
             github_app_installation_id=text("DRIFTLESS_GITHUB_APP_INSTALLATION_ID"),
-            github_app_private_key=text("DRIFTLESS_GITHUB_APP_PRIVATE_KEY"),
             github_api_url=text("DRIFTLESS_GITHUB_API_URL", "https://api.github.com"),
             emulator_token=text("DRIFTLESS_EMULATOR_TOKEN"),
             managed_identity_client_id=text("AZURE_CLIENT_ID"),
             keyvault_url=text("DRIFTLESS_KEYVAULT_URL"),
             secret_ttl=number("DRIFTLESS_SECRET_TTL", 300.0, 0.0),
+            reapply_backoff=number("DRIFTLESS_REAPPLY_BACKOFF", 60.0, 0.0),
+            schedule=text("DRIFTLESS_SCHEDULE", "0 */5 * * * *"),
             webhook_secret_name=text("DRIFTLESS_WEBHOOK_SECRET_NAME", "driftless-webhook-secret"),
             git_token_name=text("DRIFTLESS_GIT_TOKEN_NAME", "driftless-git-token"),
             github_app_key_name=text("DRIFTLESS_GITHUB_APP_KEY_NAME", "driftless-github-app-private-key"),

@@ -25,8 +25,14 @@ TOKEN = "test-token"
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    server = AcaEmulator(cert_dir=str(tmp_path_factory.mktemp("certs")), token=TOKEN).start()
+def cert_dir(tmp_path_factory) -> str:
+    """One test CA for every local HTTPS stub, so one REQUESTS_CA_BUNDLE trusts them all."""
+    return str(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def emulator(cert_dir):
+    server = AcaEmulator(cert_dir=cert_dir, token=TOKEN).start()
     os.environ["REQUESTS_CA_BUNDLE"] = server.ca_path
     yield server
     server.stop()

@@ -1,0 +1,314 @@
+"""Local HTTPS stub of Azure Key Vault's secrets API (dev only).
+
+Follows Key Vault's wire contract closely enough for the real
+``azure.keyvault.secrets.SecretClient`` to run against it unchanged: an
+unauthenticated request is answered 401 with Key Vault's ``WWW-Authenticate``
+challenge, ``GET /secrets/{name}[/{version}]`` and ``PUT /secrets/{name}`` return
+secret bundles, unknown secrets are 404 ``SecretNotFound``.
+
+The SDK only accepts a challenge whose resource is a parent domain of the vault
+host, which an IP address never has. So, as in Azure (``<vault>.vault.azure.net``
+challenged for ``https://vault.azure.net``), the stub is addressed as
+``https://driftless.vault.localhost:<port>`` and challenges for
+``https://vault.localhost:<port>``. That name must resolve to the loopback
+address (RFC 6761; systemd-resolved does so, else add it to the hosts file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import trustme
+
+VAULT_DOMAIN = "vault.localhost"
+VAULT_NAME = "driftless"
+VAULT_HOST = f"{VAULT_NAME}.{VAULT_DOMAIN}"
+TENANT_ID = "00000000-0000-0000-0000-000000000000"
+NOT_FOUND_HINT = (
+    "If you recently deleted this secret you may be able to recover it using the correct recovery command. "
+    "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+)
+_SECRET_PATH = re.compile(r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?")
+_VALID_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_HANDSHAKE_TIMEOUT_S = 10.0
+_SHUTDOWN_POLL_S = 0.05  # how often serve_forever checks for stop(), so tests tear down quickly
+
+
+@dataclass
+class _Reply:
+    """One answer: status, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, {"error": {"code": code, "message": message}}, headers or {})
+
+
+@dataclass
+class _Version:
+    """One stored secret version."""
+
+    name: str
+    version: str
+    value: str
+    created: int
+    tags: dict[str, str]
+    content_type: str | None
+
+    def bundle(self, base_url: str) -> dict[str, Any]:
+        """The secret bundle Key Vault returns for this version, its id under ``base_url``."""
+        body: dict[str, Any] = {
+            "value": self.value,
+            "id": f"{base_url}/secrets/{self.name}/{self.version}",
+            "attributes": {"enabled": True, "created": self.created, "updated": self.created,
+                           "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90},
+            "tags": self.tags,
+        }
+        if self.content_type is not None:
+            body["contentType"] = self.content_type
+        return body
+
+
+class KeyVaultStub:
+    """In-memory Key Vault (secrets only) served over HTTPS; see the module docstring.
+
+    ``token``: when given, only ``Authorization: Bearer <token>`` is accepted (others get 401 Unauthorized).
+    ``down``: while True every request is answered 503 ServiceUnavailable.
+    """
+
+    def __init__(self, cert_dir: str | None = None, token: str | None = None) -> None:
+        self._token = token
+        self._lock = threading.Lock()
+        self._secrets: dict[str, list[_Version]] = {}
+        self._counts: Counter[str] = Counter()
+        self._server: _TlsServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.down = False
+        self.url = ""
+        self.ca_path, self._server_cert = self._load_certificates(cert_dir)
+
+    # ---------------------------------------------------------- lifecycle
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> KeyVaultStub:
+        """Serve in a daemon thread; ``url`` (the vault URL for clients) is set once listening."""
+        if self._server is not None:
+            raise RuntimeError("stub already started")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._server_cert.configure_cert(context)
+        self._server = _TlsServer((host, port), context, self)
+        self.url = f"https://{VAULT_HOST}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(_SHUTDOWN_POLL_S,),
+                                        name="keyvault-stub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close open connections; secrets are kept."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server, self._thread = None, None
+
+    def _load_certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
+        """Reuse the CA in ``cert_dir`` (``ca.pem`` + ``ca-key.pem``, as the ACA emulator does) or create one."""
+        if cert_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="keyvault-stub-")
+            cert_dir = self._tmp.name
+        os.makedirs(cert_dir, exist_ok=True)
+        ca_path, key_path = os.path.join(cert_dir, "ca.pem"), os.path.join(cert_dir, "ca-key.pem")
+        if os.path.exists(ca_path) and os.path.exists(key_path):
+            with open(ca_path, "rb") as cert_file, open(key_path, "rb") as key_file:
+                ca = trustme.CA.from_pem(cert_file.read(), key_file.read())
+        else:
+            ca = trustme.CA()
+            ca.private_key_pem.write_to_path(key_path)
+            ca.cert_pem.write_to_path(ca_path)
+        return ca_path, ca.issue_cert(VAULT_HOST, "127.0.0.1", "localhost")
+
+    # ----------------------------------------------------- public control
+
+    def set_secret(self, name: str, value: str) -> str:
+        """Store a new version of ``name``; return the version (32 hex digits)."""
+        with self._lock:
+            return self._store(name, value, {}, None).version
+
+    def calls(self) -> dict[str, int]:
+        """Requests received per kind: "GET secret", "PUT secret", "challenge" (no bearer), "unauthorized", "other"."""
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        """Forget all secrets and counters; bring the vault back up."""
+        with self._lock:
+            self._secrets.clear()
+            self._counts.clear()
+            self.down = False
+
+    # ----------------------------------------------------------- dispatch
+
+    def handle(self, method: str, target: str, authorization: str | None, body: bytes, base_url: str) -> _Reply:
+        """Answer one request: outage, then authentication, then api-version, then the secrets routes."""
+        url = urlsplit(target)
+        route, match = _route(method, url.path)
+        with self._lock:
+            if self.down:
+                self._counts[route] += 1
+                return _error(503, "ServiceUnavailable", "The service is temporarily unavailable. Try again later.")
+            if not (authorization or "").startswith("Bearer "):
+                self._counts["challenge"] += 1
+                return self._unauthorized("AKV10000: Request is missing a Bearer or PoP token.")
+            if self._token is not None and authorization != f"Bearer {self._token}":
+                self._counts["unauthorized"] += 1
+                return self._unauthorized("AKV10032: Invalid issuer. The access token is not valid for this vault.")
+            self._counts[route] += 1
+            if not dict(parse_qsl(url.query)).get("api-version"):
+                return _error(400, "BadParameter", "The request URI has an invalid or missing api-version parameter.")
+            if match is None:
+                return _error(404, "NotFound", f"No route for {method} {url.path}.")
+            name = unquote(match["name"])
+            if method == "PUT":
+                return self._put(base_url, name, body)
+            return self._get(base_url, name, unquote(match["version"] or ""))
+
+    def _unauthorized(self, message: str) -> _Reply:
+        """401 with Key Vault's challenge; its resource is the parent domain of ``VAULT_HOST`` at our port."""
+        port = self._server.server_address[1] if self._server else 443
+        challenge = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", '
+                     f'resource="https://{VAULT_DOMAIN}:{port}"')
+        return _error(401, "Unauthorized", message, {"WWW-Authenticate": challenge})
+
+    def _get(self, base_url: str, name: str, version: str) -> _Reply:
+        versions = self._secrets.get(name.lower(), [])
+        found = [v for v in versions if v.version == version] if version else versions[-1:]
+        if not found:
+            shown = f"{name}/{version}" if version else name
+            return _error(404, "SecretNotFound",
+                          f"A secret with (name/id) {shown} was not found in this key vault. {NOT_FOUND_HINT}")
+        return _Reply(200, found[0].bundle(base_url))
+
+    def _put(self, base_url: str, name: str, body: bytes) -> _Reply:
+        if not _VALID_NAME.fullmatch(name):
+            message = f"The secret name '{name}' is invalid: use 1-127 letters, digits and dashes."
+            return _error(400, "BadParameter", message)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("value"), str):
+            return _error(400, "BadParameter", "Property 'value' is required and must be a string.")
+        tags = payload["tags"] if isinstance(payload.get("tags"), dict) else {}
+        return _Reply(200, self._store(name, payload["value"], tags, payload.get("contentType")).bundle(base_url))
+
+    def _store(self, name: str, value: str, tags: dict[str, str], content_type: str | None) -> _Version:
+        """Append a version (names are case-insensitive, like Key Vault's); the lock must be held."""
+        version = _Version(name, uuid.uuid4().hex, value, int(time.time()), tags, content_type)
+        self._secrets.setdefault(name.lower(), []).append(version)
+        return version
+
+
+def _route(method: str, path: str) -> tuple[str, re.Match[str] | None]:
+    """(calls() key, path match): GET of a secret or one version, PUT of a secret; anything else is "other"."""
+    match = _SECRET_PATH.fullmatch(path)
+    if match and (method == "GET" or (method == "PUT" and not match["version"])):
+        return f"{method} secret", match
+    return "other", None
+
+
+# --------------------------------------------------------------- HTTP layer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Translates HTTP/1.1 requests (keep-alive) into ``KeyVaultStub.handle`` calls."""
+
+    protocol_version = "HTTP/1.1"
+    server: _TlsServer
+
+    def _serve(self) -> None:
+        stub = self.server.stub
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        base_url = f"https://{host}" if (host := self.headers.get("Host")) else stub.url
+        reply = stub.handle(self.command, self.path, self.headers.get("Authorization"), body, base_url)
+        data = json.dumps(reply.body, separators=(",", ":")).encode()
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        if client_request_id := self.headers.get("x-ms-client-request-id"):
+            self.send_header("x-ms-client-request-id", client_request_id)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
+        """Silence per-request logging."""
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """Threaded HTTPS server; TLS handshakes run in the per-connection threads, not the accept loop."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, stub: KeyVaultStub) -> None:
+        self.context = context
+        self.stub = stub
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request.settimeout(_HANDSHAKE_TIMEOUT_S)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except OSError:
+            return
+        tls.settimeout(None)
+        with self._connections_lock:
+            self._connections.add(tls)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(tls)
+            self.shutdown_request(tls)
+
+    def close_connections(self) -> None:
+        """Shut down kept-alive connections so their threads end."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that disconnect or fail TLS; report anything else."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)

@@ -1,0 +1,94 @@
+"""Storage clients on the Function App's own account (`AzureWebJobsStorage`), built lazily and reused.
+
+A connection string (Azurite locally, `UseDevelopmentStorage=true` included) or the
+identity-based settings `AzureWebJobsStorage__accountName` / `__queueServiceUri` /
+`__tableServiceUri` with `__clientId` (user-assigned managed identity) in Azure.
+Queue messages are base64, as the Functions queue trigger expects.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Mapping
+
+RECONCILE_QUEUE = "reconcile-jobs"
+POISON_SUFFIX = "-poison"
+TABLE = "driftless"
+DEVELOPMENT = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+               "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+               "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+               "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;")
+
+_clients: dict[tuple[str, str, str], Any] = {}
+_lock = threading.Lock()
+
+
+class StorageNotConfigured(RuntimeError):
+    pass
+
+
+def _connection(env: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
+    value = env.get("AzureWebJobsStorage", "").strip()
+    if value:
+        return (DEVELOPMENT if value == "UseDevelopmentStorage=true" else value), {}
+    prefix = "AzureWebJobsStorage__"
+    identity = {k[len(prefix):]: v for k, v in env.items() if k.startswith(prefix) and v}
+    if not identity:
+        raise StorageNotConfigured("AzureWebJobsStorage (or AzureWebJobsStorage__accountName) is not set")
+    return None, identity
+
+
+def _credential(identity: dict[str, str]):
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=identity.get("clientId"))
+
+
+def queue(name: str, env: Mapping[str, str] | None = None):
+    """A QueueClient for `name` that writes base64 (TextBase64EncodePolicy); the queue is created if missing."""
+    env = os.environ if env is None else env
+    connection, identity = _connection(env)
+    key = ("queue", name, connection or repr(sorted(identity.items())))
+    with _lock:
+        if key not in _clients:
+            from azure.core.exceptions import ResourceExistsError
+            from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+            options = dict(message_encode_policy=TextBase64EncodePolicy(),
+                           message_decode_policy=TextBase64DecodePolicy())
+            if connection:
+                client = QueueClient.from_connection_string(connection, name, **options)
+            else:
+                url = identity.get("queueServiceUri") or f"https://{identity['accountName']}.queue.core.windows.net"
+                client = QueueClient(url, name, credential=_credential(identity), **options)
+            try:
+                client.create_queue()
+            except ResourceExistsError:
+                pass
+            _clients[key] = client
+        return _clients[key]
+
+
+def table(name: str = TABLE, env: Mapping[str, str] | None = None):
+    """A TableClient for `name`; the table is created if missing."""
+    env = os.environ if env is None else env
+    connection, identity = _connection(env)
+    key = ("table", name, connection or repr(sorted(identity.items())))
+    with _lock:
+        if key not in _clients:
+            from azure.data.tables import TableClient, TableServiceClient
+
+            if connection:
+                service = TableServiceClient.from_connection_string(connection)
+            else:
+                url = identity.get("tableServiceUri") or f"https://{identity['accountName']}.table.core.windows.net"
+                service = TableServiceClient(url, credential=_credential(identity))
+            service.create_table_if_not_exists(name)
+            _clients[key] = service.get_table_client(name)
+        return _clients[key]
+
+
+def forget_clients() -> None:
+    """Drop cached clients (tests that point at a new emulator)."""
+    with _lock:
+        _clients.clear()

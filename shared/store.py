@@ -1,0 +1,218 @@
+"""The status store: one Azure Table (`driftless`) on the Function App's storage account.
+
+Partitions (PartitionKey / RowKey):
+- `target` / target name: the last pass (revision, summary, when), and when the last
+  *completed* pass started, which retires older jobs;
+- `app.<target>` / app name: the last outcome, and the re-apply backoff of an unhealthy app;
+- `pass.<target>` / inverted time: recent passes (the newest `KEEP_PASSES`);
+- `delivery` / GitHub delivery id: webhook de-duplication, with an expiry;
+- `suspension` / app name: runtime suspensions;
+- `lease` / target name: at most one reconcile per Target (ETag-guarded).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from shared import storage
+from shared.outcome import PassResult
+
+KEEP_PASSES = 20
+MAX_TEXT = 16_000
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _text(value: Any, limit: int = MAX_TEXT) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 20] + "...(truncated)"
+
+
+class Store:
+    """Status, deliveries, suspensions, backoff and leases. Methods raise azure errors on I/O failure."""
+
+    def __init__(self, *, backoff_base: float = 60.0, backoff_cap: float = 3600.0, env=None):
+        self._env = env
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+
+    @property
+    def table(self):
+        return storage.table(storage.TABLE, self._env)
+
+    def _get(self, partition: str, row: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return dict(self.table.get_entity(partition, row))
+        except ResourceNotFoundError:
+            return None
+
+    def _query(self, partition: str) -> list[dict[str, Any]]:
+        return [dict(e) for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": partition})]
+
+    # --- passes and outcomes -------------------------------------------------------------
+    def record_pass(self, result: PassResult, *, started_at: str, complete: bool = True) -> None:
+        """Store the pass, every app's outcome and backoff, and the Target's last pass.
+        A `complete` pass (all apps, not a dry run) retires jobs requested before it started."""
+        now = _now()
+        previous = {e["RowKey"]: e for e in self._query(f"app.{result.target}")}
+        for outcome in result.outcomes:
+            old = previous.get(outcome.app, {})
+            attempts, next_at = self._backoff_after(outcome, int(old.get("reapply_attempts", 0) or 0), now)
+            self.table.upsert_entity({
+                "PartitionKey": f"app.{result.target}", "RowKey": outcome.app,
+                "action": outcome.action, "reason": _text(outcome.reason, 4000),
+                "revision": outcome.revision or "", "healthy": "" if outcome.healthy is None else outcome.healthy,
+                "health_reason": _text(outcome.health_reason, 4000), "diff": _text(outcome.diff),
+                "duration_ms": outcome.duration_ms, "updated_at": _iso(now),
+                "reapply_attempts": attempts, "next_reapply_at": next_at,
+            })
+        summary = result.summary()
+        entity = {
+            "PartitionKey": "target", "RowKey": result.target, "revision": result.revision or "",
+            "ok": result.ok, "degraded": result.degraded, "dry_run": result.dry_run, "prune": _text(result.prune, 2000),
+            "summary": json.dumps(summary), "problems": _text(result.problems), "started_at": started_at,
+            "finished_at": _iso(now), "duration_ms": result.duration_ms,
+        }
+        if complete and not result.dry_run:
+            entity["completed_started_at"] = started_at
+            entity["applied_revision"] = result.revision or ""
+        self.table.upsert_entity(entity)
+        inverted = f"{10**13 - int(now.timestamp() * 1000):013d}"
+        self.table.upsert_entity({"PartitionKey": f"pass.{result.target}", "RowKey": inverted,
+                                  "revision": result.revision or "", "ok": result.ok, "degraded": result.degraded,
+                                  "summary": json.dumps(summary), "started_at": started_at, "finished_at": _iso(now),
+                                  "duration_ms": result.duration_ms})
+        for old_pass in sorted(self._query(f"pass.{result.target}"), key=lambda e: e["RowKey"])[KEEP_PASSES:]:
+            self.table.delete_entity(old_pass["PartitionKey"], old_pass["RowKey"])
+
+    def _backoff_after(self, outcome, attempts: int, now: datetime) -> tuple[int, str]:
+        """Capped exponential backoff for apps still unhealthy after a write; reset once healthy."""
+        if outcome.healthy is True:
+            return 0, ""
+        if outcome.healthy is False and outcome.action in ("created", "updated"):
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** attempts)
+            return attempts + 1, _iso(now + timedelta(seconds=delay))
+        return attempts, ""
+
+    def backoff(self, target: str) -> dict[str, str]:
+        """Apps of `target` whose next re-apply is still in the future -> when it is due."""
+        now = _iso(_now())
+        return {e["RowKey"]: e["next_reapply_at"] for e in self._query(f"app.{target}")
+                if e.get("next_reapply_at") and e["next_reapply_at"] > now}
+
+    def last_completed_start(self, target: str) -> str | None:
+        row = self._get("target", target)
+        return (row or {}).get("completed_started_at") or None
+
+    def status(self, target: str | None = None) -> dict[str, Any]:
+        """Last pass per Target and last outcome per app, newest data only."""
+        targets = [t for t in self._query("target") if target is None or t["RowKey"] == target]
+        suspended = self.suspended()
+        result: dict[str, list] = {"targets": [], "apps": []}
+        for row in sorted(targets, key=lambda t: t["RowKey"]):
+            result["targets"].append({
+                "target": row["RowKey"], "revision": row.get("revision"), "ok": row.get("ok"),
+                "degraded": row.get("degraded"), "summary": json.loads(row.get("summary") or "{}"),
+                "prune": row.get("prune"), "startedAt": row.get("started_at"), "finishedAt": row.get("finished_at"),
+                "appliedRevision": row.get("applied_revision"),
+                "recentPasses": [{"revision": p.get("revision"), "ok": p.get("ok"), "finishedAt": p.get("finished_at"),
+                                  "summary": json.loads(p.get("summary") or "{}")}
+                                 for p in sorted(self._query(f"pass.{row['RowKey']}"), key=lambda e: e["RowKey"])[:5]],
+            })
+            for app in sorted(self._query(f"app.{row['RowKey']}"), key=lambda e: e["RowKey"]):
+                result["apps"].append({
+                    "target": row["RowKey"], "app": app["RowKey"], "action": app.get("action"),
+                    "reason": app.get("reason"), "revision": app.get("revision"),
+                    "healthy": None if app.get("healthy") == "" else app.get("healthy"),
+                    "healthReason": app.get("health_reason"), "updatedAt": app.get("updated_at"),
+                    "nextReapplyAt": app.get("next_reapply_at") or None,
+                    "suspended": app["RowKey"] in suspended,
+                })
+        return result
+
+    def targets_of_app(self, app: str) -> list[str]:
+        return sorted(t["RowKey"] for t in self._query("target") if self._get(f"app.{t['RowKey']}", app))
+
+    # --- webhook deliveries --------------------------------------------------------------
+    def claim_delivery(self, delivery: str, *, ttl: timedelta = timedelta(days=3)) -> bool:
+        """True the first time a delivery id is seen (or after its record expired)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": "delivery", "RowKey": delivery, "expires_at": _iso(_now() + ttl)}
+        try:
+            self.table.create_entity(entity)
+            return True
+        except ResourceExistsError:
+            existing = self.table.get_entity("delivery", delivery)
+            if existing.get("expires_at", "") > _iso(_now()):
+                return False
+            try:
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+                return True
+            except ResourceModifiedError:
+                return False
+
+    def release_delivery(self, delivery: str) -> None:
+        """Forget a delivery whose jobs could not be enqueued, so GitHub's redelivery is accepted."""
+        self.table.delete_entity("delivery", delivery)
+
+    # --- runtime suspensions -------------------------------------------------------------
+    def suspend(self, app: str, *, by: str = "api") -> None:
+        self.table.upsert_entity({"PartitionKey": "suspension", "RowKey": app, "at": _iso(_now()), "by": by})
+
+    def resume(self, app: str) -> bool:
+        """Lift a suspension; False when the app was not suspended."""
+        if not self._get("suspension", app):
+            return False
+        self.table.delete_entity("suspension", app)
+        return True
+
+    def suspended(self) -> set[str]:
+        return {e["RowKey"] for e in self._query("suspension")}
+
+    # --- leases --------------------------------------------------------------------------
+    def acquire_lease(self, target: str, holder: str, *, ttl: timedelta) -> bool:
+        """Take the Target's lease if free or expired; ETag-guarded so two workers never both win."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": "lease", "RowKey": target, "holder": holder, "until": _iso(_now() + ttl)}
+        try:
+            self.table.create_entity(entity)
+            return True
+        except ResourceExistsError:
+            current = self.table.get_entity("lease", target)
+            if current.get("holder") != holder and current.get("until", "") > _iso(_now()):
+                return False
+            try:
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+                return True
+            except ResourceModifiedError:
+                return False
+
+    def release_lease(self, target: str, holder: str) -> None:
+        """Release the lease if `holder` still has it."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            current = self.table.get_entity("lease", target)
+            if current.get("holder") == holder:
+                self.table.delete_entity("lease", target, etag=current.metadata["etag"],
+                                         match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+

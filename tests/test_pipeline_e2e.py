@@ -1,0 +1,274 @@
+"""The event pipeline end to end, through the real function_app.py hosted by devtools/local_runner.py.
+
+Real parts: Azurite (queues and the status table), the ACA emulator behind the real ARM SDK,
+the Key Vault stub behind the real SecretClient, real Git repositories. HTTP requests go
+over loopback to the local host; queue messages are base64 on Azurite and are retried and
+poisoned by the runner as the Functions host does. Only host.json's visibilityTimeout is set
+to zero here so retries do not wait 30 seconds.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import socket
+import uuid
+
+import pytest
+import requests
+
+from devtools.azurite import Azurite
+from devtools.git_server import GitServer
+from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
+from devtools.local_runner import LocalRunner
+from shared import storage
+from shared.jobs import new_job
+from shared.webhook import sign
+from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, writes
+
+WEBHOOK_SECRET = "whsec-e2e-never-log-me"
+GIT_TOKEN = "ghp-e2e-never-log-me"
+KEY = "local-dev-key"
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    server = Azurite().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vault(cert_dir):
+    """The Key Vault stub at https://driftless.vault.localhost:<port>, resolved to loopback for this session."""
+    resolve = socket.getaddrinfo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo",
+                      lambda host, *a, **kw: resolve("127.0.0.1" if host == VAULT_HOST else host, *a, **kw))
+        server = KeyVaultStub(cert_dir=cert_dir, token=TOKEN).start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def stack(repo, aca, azurite, vault, monkeypatch, caplog):
+    """Settings for the Function App, empty queues and table, a started local host; secrets checked at the end."""
+    vault.reset()
+    vault.set_secret("driftless-webhook-secret", WEBHOOK_SECRET)
+    vault.set_secret("driftless-git-token", GIT_TOKEN)
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": str(repo.path),
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
+        "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": aca.url,
+        "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
+        "DRIFTLESS_KEYVAULT_URL": vault.url, "DRIFTLESS_SECRET_TTL": "0", "DRIFTLESS_REAPPLY_BACKOFF": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for name in (storage.RECONCILE_QUEUE, storage.RECONCILE_QUEUE + storage.POISON_SUFFIX):
+        storage.queue(name).clear_messages()
+    table = storage.table()
+    for entity in list(table.list_entities()):
+        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    host = json.load(open("host.json"))
+    host["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"
+    import function_app
+    runner = LocalRunner(importlib.reload(function_app).app, connection_string=azurite.connection_string,
+                         host_json=host, function_key=KEY).start(port=0, pump=False)
+    caplog.set_level(logging.DEBUG)
+    yield runner
+    runner.stop()
+    assert WEBHOOK_SECRET not in caplog.text and GIT_TOKEN not in caplog.text
+
+
+def queued(name: str = storage.RECONCILE_QUEUE) -> list[str]:
+    return [m.content for m in storage.queue(name).peek_messages(max_messages=32)]
+
+
+def push(runner, repo, *, ref="refs/heads/main", paths=("apps/web.yaml",), delivery=None, secret=WEBHOOK_SECRET,
+         signed=True, extra=None):
+    payload = {"ref": ref, "before": "0" * 40, "after": repo._git("rev-parse", "HEAD"),
+               "repository": {"full_name": "contoso/gitops"},
+               "commits": [{"id": "c1", "added": [], "modified": list(paths), "removed": []}], **(extra or {})}
+    body = json.dumps(payload).encode()
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+               "Content-Type": "application/json"}
+    if signed:
+        headers["X-Hub-Signature-256"] = sign(secret, body)
+    return requests.post(f"{runner.url}/api/github/webhook", data=body, headers=headers, timeout=10)
+
+
+def api(runner, method: str, path: str, **kwargs):
+    return requests.request(method, f"{runner.url}/api/{path}", headers={"x-functions-key": KEY}, timeout=10, **kwargs)
+
+
+def test_signed_push_applies_the_touched_target_and_status_shows_the_revision(stack, repo, aca):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    head = repo.commit()
+    reply = push(stack, repo)
+    assert reply.status_code == 202 and reply.json()["revision"] == head
+    assert len(queued()) == 1
+    stack.drain()
+    assert aca.app(SUBSCRIPTION, GROUP, "web")["tags"]["driftless-revision"] == head
+    status = api(stack, "GET", "status").json()
+    assert status["targets"][0]["revision"] == head and status["targets"][0]["ok"] is True
+    assert {(a["app"], a["action"]) for a in status["apps"]} == {("web", "created")}
+    assert api(stack, "GET", "status", params={"target": "nope"}).json() == {"targets": [], "apps": []}
+    assert requests.get(f"{stack.url}/api/status", timeout=10).status_code == 401
+
+
+def test_bad_missing_or_unconfigured_signatures_enqueue_nothing(stack, repo, vault):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    assert push(stack, repo, secret="wrong-secret").status_code == 401
+    assert push(stack, repo, signed=False).status_code == 401
+    vault.reset()                                      # no webhook secret in the vault at all
+    assert push(stack, repo).status_code == 500
+    assert queued() == []
+
+
+def test_a_redelivered_event_enqueues_nothing_new(stack, repo):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    assert push(stack, repo, delivery="delivery-1").status_code == 202
+    again = push(stack, repo, delivery="delivery-1")
+    assert again.status_code == 200 and again.json() == {"duplicate": "delivery-1"}
+    assert len(queued()) == 1
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"ref": "refs/heads/feature"}, "not refs/heads/main"),
+    ({"ref": "refs/tags/v1.0"}, "tag push"),
+    ({"extra": {"deleted": True}}, "was deleted"),
+    ({"paths": ("docs/readme.md",)}, "touches no Target path"),
+])
+def test_pushes_that_are_not_for_us_enqueue_nothing(stack, repo, kwargs, reason):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    reply = push(stack, repo, **kwargs)
+    assert reply.status_code in (200, 202) and reason in reply.json()["ignored"]
+    assert queued() == []
+
+
+def test_ping_and_malformed_json_and_other_events(stack, repo):
+    body = b'{"zen": "Design for failure."}'
+    ping = requests.post(f"{stack.url}/api/github/webhook", data=body, timeout=10,
+                         headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
+    assert ping.status_code == 200
+    broken = b"{not json"
+    assert requests.post(f"{stack.url}/api/github/webhook", data=broken, timeout=10, headers={
+        "X-GitHub-Event": "push", "X-Hub-Signature-256": sign(WEBHOOK_SECRET, broken)}).status_code == 400
+    issue = requests.post(f"{stack.url}/api/github/webhook", data=body, timeout=10, headers={
+        "X-GitHub-Event": "issues", "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
+    assert issue.status_code == 202 and "issues" in issue.json()["ignored"]
+    assert queued() == []
+
+
+def test_a_job_failing_every_time_ends_in_poison_with_its_body_and_a_malformed_one_is_parked_at_once(
+        stack, repo, monkeypatch):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    monkeypatch.setenv("DRIFTLESS_REPO_URL", "http://127.0.0.1:9/unreachable.git")   # every attempt fails
+    job = new_job("default", "manual").to_json()
+    storage.queue(storage.RECONCILE_QUEUE).send_message(job)
+    stack.drain()
+    assert stack.invocations["reconcile_worker"] == 5                                 # host.json maxDequeueCount
+    assert queued(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX) == [job]
+    storage.queue(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX).clear_messages()
+    storage.queue(storage.RECONCILE_QUEUE).send_message('{"v": 1, "target": 42}')
+    stack.drain()
+    assert stack.invocations["reconcile_worker"] == 6
+    assert queued(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX) == ['{"v": 1, "target": 42}']
+
+
+def test_a_crash_after_the_arm_write_converges_on_retry_without_duplicate_writes(stack, repo, aca, monkeypatch):
+    from shared.store import Store
+
+    for name in ("alpha", "bravo"):
+        repo.write(f"apps/{name}.yaml", app_yaml(name))
+    repo.commit()
+    real, crashes = Store.record_pass, []
+
+    def crash_once(self, *args, **kwargs):       # the process dies between the ARM writes and the status write
+        if not crashes:
+            crashes.append(1)
+            raise ConnectionError("worker lost")
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Store, "record_pass", crash_once)
+    assert api(stack, "POST", "reconcile").status_code == 202
+    stack.drain()
+    assert stack.invocations["reconcile_worker"] == 2 and crashes == [1]
+    assert writes(aca) == 2                                        # two creates, nothing written twice
+    status = api(stack, "GET", "status").json()
+    assert {a["app"]: a["action"] for a in status["apps"]} == {"alpha": "unchanged", "bravo": "unchanged"}
+
+
+def test_timer_and_push_jobs_for_one_target_are_serialized_and_end_at_the_branch_head(stack, repo, aca):
+    repo.write("apps/web.yaml", app_yaml("web", image="nginx:1.0"))
+    repo.commit()
+    stack.fire_timer("scheduled_reconcile")
+    repo.write("apps/web.yaml", app_yaml("web", image="nginx:2.0"))
+    head = repo.commit()
+    assert push(stack, repo).status_code == 202
+    assert len(queued()) == 2
+    aca.set_faults(latency_s=0.05)
+    stack.drain()
+    live = aca.app(SUBSCRIPTION, GROUP, "web")
+    assert live["properties"]["template"]["containers"][0]["image"] == "nginx:2.0"
+    assert live["tags"]["driftless-revision"] == head
+    passes = storage.table().query_entities("PartitionKey eq 'pass.default'")
+    spans = sorted((p["started_at"], p["finished_at"]) for p in passes)
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def test_key_vault_down_fails_the_job_which_succeeds_once_it_is_back(stack, repo, vault, aca, monkeypatch):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    git = GitServer(str(repo.path)).start()
+    monkeypatch.setenv("DRIFTLESS_REPO_URL", git.url)                   # remote: needs the Git token secret
+    try:
+        storage.queue(storage.RECONCILE_QUEUE).send_message(new_job("default", "manual").to_json())
+        vault.down = True
+        assert stack.pump_once() == 1
+        assert stack.errors and "SecretsUnavailable" in stack.errors[-1][1]
+        assert aca.app(SUBSCRIPTION, GROUP, "web") is None and len(queued()) == 1
+        vault.down = False
+        stack.drain()
+        assert aca.app(SUBSCRIPTION, GROUP, "web") is not None
+    finally:
+        git.stop()
+
+
+def test_suspend_stops_writes_and_resume_heals(stack, repo, aca):
+    from tests.test_reconcile_aca import patch_live
+
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    api(stack, "POST", "reconcile")
+    stack.drain()
+    live = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["template"]["containers"]
+    live[0]["image"] = "nginx:from-portal"
+    patch_live(aca, "web", {"properties": {"template": {"containers": live}}})
+    assert api(stack, "POST", "apps/web/suspend").json() == {"app": "web", "suspended": True}
+    aca.reset_calls()
+    api(stack, "POST", "reconcile", json={"app": "web"})
+    stack.drain()
+    assert writes(aca) == 0
+    status = api(stack, "GET", "status").json()["apps"][0]
+    assert status["action"] == "suspended" and status["suspended"] is True
+    resumed = api(stack, "POST", "apps/web/resume")
+    assert resumed.status_code == 202 and resumed.json()["jobs"][0]["target"] == "default"
+    stack.drain()
+    assert aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["template"]["containers"][0]["image"] == "nginx:1.27"
+    assert api(stack, "POST", "apps/Not_An_App/suspend").status_code == 400
+
+
+def test_manual_reconcile_validates_its_request(stack, repo):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    assert api(stack, "POST", "reconcile", data=b"{oops").status_code == 400
+    assert api(stack, "POST", "reconcile", json={"target": "nope"}).status_code == 404
+    assert api(stack, "POST", "reconcile", json={"app": "ghost"}).status_code == 404
+    reply = api(stack, "POST", "reconcile", json={"app": "web"})
+    assert reply.status_code == 202 and reply.json()["jobs"][0]["app"] == "web"
+    assert json.loads(queued()[0])["app"] == "web"
