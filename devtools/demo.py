@@ -1,9 +1,11 @@
 """`make run`: the main job end to end on a laptop, with no Azure account.
 
-Starts the local ACA emulator (HTTPS, real ARM contract) and a Git smart-HTTP server for a
-repository built from `examples/`, then drives the real `driftless` CLI against them:
-validate, sync, an out-of-band change in "the portal", diff, the healing sync, and a
-steady-state sync that must write nothing. Exits non-zero if any step did not do what it says.
+Starts Azurite (queues and the status table), the local ACA emulator (HTTPS, real ARM
+contract) and a Git smart-HTTP server for a repository built from `examples/`, and hosts the
+real `function_app.py` in the local Functions runner. Then: a signed GitHub push webhook ->
+`reconcile-jobs` queue -> worker -> apps created in the emulator -> `GET /api/status`; an
+out-of-band change in "the portal" healed by the timer; a steady-state pass that writes
+nothing. Exits non-zero if any step did not do what it says.
 """
 from __future__ import annotations
 
@@ -13,26 +15,57 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".local" / "demo"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 GROUP, ENVIRONMENT = "demo-rg", "demo-env"
+WEBHOOK_SECRET = "demo-webhook-secret"
+FUNCTION_KEY = "local-dev-key"
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def build_repo(folder: Path) -> None:
-    """A real Git repository whose `apps/` holds the bundled examples."""
+def build_repo(folder: Path) -> str:
+    """A real Git repository whose `apps/` holds the bundled examples; returns the head commit."""
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(ROOT / "examples" / "apps", folder / "apps")
-    git = ["git", "-c", "user.name=Driftless demo", "-c", "user.email=demo@driftless.invalid"]
+    git = ["git", "-c", "user.name=Driftless demo", "-c", "user.email=demo@driftless.invalid", "-C", str(folder)]
     subprocess.run(["git", "init", "-q", "-b", "main", str(folder)], check=True)
-    subprocess.run(git + ["-C", str(folder), "add", "-A"], check=True)
-    subprocess.run(git + ["-C", str(folder), "commit", "-q", "-m", "Add example apps"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "Add example apps"], check=True)
+    return subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def signed_push(url: str, head: str, clone_url: str) -> requests.Response:
+    """What GitHub sends after `git push`: a push event signed with the webhook secret."""
+    from shared.webhook import sign
+
+    body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
+                       "commits": [{"id": head, "added": ["apps/web.yaml", "apps/worker.yaml",
+                                                          "apps/legacy-api.yaml"], "modified": [], "removed": []}]})
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body.encode()), "Content-Type": "application/json"}
+    return requests.post(f"{url}/api/github/webhook", data=body, headers=headers, timeout=10)
+
+
+def wait_for_pass(url: str, after: str | None, timeout: float = 60) -> dict:
+    """Poll GET /api/status until the default Target shows a pass that finished after `after`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = requests.get(f"{url}/api/status", headers={"x-functions-key": FUNCTION_KEY}, timeout=10).json()
+        finished = (status["targets"] or [{}])[0].get("finishedAt")
+        if finished and (after is None or finished > after):
+            return status
+        time.sleep(0.2)
+    raise TimeoutError("no reconcile pass finished in time")
 
 
 def drift_in_portal(emulator_url: str) -> None:
@@ -54,55 +87,84 @@ def drift_in_portal(emulator_url: str) -> None:
 
 def main() -> int:
     from devtools.aca_emulator import AcaEmulator
+    from devtools.azurite import Azurite
     from devtools.git_server import GitServer
-    from shared.cli import main as driftless
+    from devtools.local_runner import LocalRunner
 
     WORK.mkdir(parents=True, exist_ok=True)
+    print("Starting Azurite, the ACA emulator, a Git server and the local Functions host ...", flush=True)
+    azurite = Azurite().start()
     emulator = AcaEmulator(cert_dir=str(WORK / "certs")).start()
     emulator.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT)
-    build_repo(WORK / "repo")
+    head = build_repo(WORK / "repo")
     git = GitServer(str(WORK / "repo")).start()
     os.environ.update({
+        "AzureWebJobsStorage": azurite.connection_string,
         "DRIFTLESS_REPO_URL": git.url, "DRIFTLESS_BRANCH": "main", "DRIFTLESS_PATH": "apps",
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
         "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": emulator.url,
         "DRIFTLESS_EMULATOR_TOKEN": "local-dev-token", "DRIFTLESS_ARM_POLL_INTERVAL": "0.1",
-        "REQUESTS_CA_BUNDLE": emulator.ca_path, "DRIFTLESS_QUIET": "1",
+        "DRIFTLESS_WEBHOOK_SECRET": WEBHOOK_SECRET, "REQUESTS_CA_BUNDLE": emulator.ca_path, "DRIFTLESS_QUIET": "1",
     })
-    print(f"ACA emulator: {emulator.url}   Git server: {git.url}")
+    import function_app
+    from shared.cli import main as driftless
+
+    runner = LocalRunner(function_app.app, connection_string=azurite.connection_string,
+                         function_key=FUNCTION_KEY).start(port=0)
+    print(f"Functions host {runner.url}   ACA emulator {emulator.url}   Git {git.url}")
     checks: list[tuple[str, bool]] = []
     try:
         banner("driftless validate examples/apps")
         checks.append(("examples validate", driftless(["validate", str(ROOT / "examples" / "apps")]) == 0))
 
-        banner("driftless sync  (first pass: creates every app)")
-        checks.append(("first sync succeeds", driftless(["sync"]) == 0))
+        banner(f"GitHub push of {head[:12]} -> POST {runner.url}/api/github/webhook (signed)")
+        reply = signed_push(runner.url, head, git.url)
+        print(f"HTTP {reply.status_code} {reply.text}")
+        checks.append(("webhook accepted and enqueued", reply.status_code == 202 and "jobs" in reply.json()))
+        if not checks[-1][1]:
+            return _report(checks)
+        status = wait_for_pass(runner.url, None)
+        banner("driftless get status  (what GET /api/status returns)")
+        driftless(["get", "status"])
+        checks.append(("push applied at the pushed revision", status["targets"][0]["revision"] == head and
+                       {a["action"] for a in status["apps"]} == {"created"}))
 
         banner("Someone changes the live state in the portal")
         drift_in_portal(emulator.url)
-
         banner("driftless diff  (zero writes)")
         emulator.reset_calls()
         driftless(["diff"])
         checks.append(("diff writes nothing", _writes(emulator) == 0))
 
-        banner("driftless sync  (heals the drift, keeps the portal's tag)")
-        checks.append(("healing sync succeeds", driftless(["sync"]) == 0))
+        banner("The drift-healing timer fires -> queue -> worker")
+        before = status["targets"][0]["finishedAt"]
+        runner.fire_timer("scheduled_reconcile")
+        status = wait_for_pass(runner.url, before)
+        driftless(["get", "status"])
         web = emulator.app(SUBSCRIPTION, GROUP, "web") or {}
-        image = web["properties"]["template"]["containers"][0]["image"]
-        checks.append(("web image back to Git's", image == "myacr.azurecr.io/web:1.4.2"))
+        checks.append(("web image back to Git's",
+                       web["properties"]["template"]["containers"][0]["image"] == "myacr.azurecr.io/web:1.4.2"))
         checks.append(("portal tag survived", web.get("tags", {}).get("cost-center") == "4711"))
 
-        banner("driftless sync  (steady state)")
+        banner("The timer fires again (steady state)")
         emulator.reset_calls()
-        checks.append(("steady sync succeeds", driftless(["sync"]) == 0))
+        before = status["targets"][0]["finishedAt"]
+        runner.fire_timer("scheduled_reconcile")
+        status = wait_for_pass(runner.url, before)
         calls = emulator.calls()
+        print(f"apps: {', '.join(a['app'] + ' ' + a['action'] for a in status['apps'])}")
         print(f"ARM calls in the steady-state pass: {json.dumps(calls, sort_keys=True)}")
         checks.append(("steady state makes zero writes and zero per-app GETs",
                        _writes(emulator) == 0 and calls.get("GET app", 0) == 0))
     finally:
+        runner.stop()
         git.stop()
         emulator.stop()
+        azurite.stop()
+    return _report(checks)
+
+
+def _report(checks: list[tuple[str, bool]]) -> int:
     banner("Result")
     for name, passed in checks:
         print(f"{'ok  ' if passed else 'FAIL'} {name}")

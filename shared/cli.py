@@ -150,8 +150,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     reconciler = _reconciler()
     revision, targets, problems = _targets(reconciler)
     progress = _Progress()
-    results = [reconciler.reconcile(t, revision, dry_run=args.dry_run, only=args.app, progress=progress)
-               for t in targets]
+    suspended = _runtime_suspensions()
+    results = [reconciler.reconcile(t, revision, dry_run=args.dry_run, only=args.app, suspended=suspended,
+                                    progress=progress) for t in targets]
     progress.close()
     if args.output == "table":
         for result in results:
@@ -159,6 +160,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     else:
         _emit([r.to_dict() for r in results], args.output)
     return EXIT_OK if all(r.ok for r in results) and not problems else EXIT_FAILED
+
+
+def _runtime_suspensions() -> set[str]:
+    """Apps suspended through the API, when the Function App's storage is configured here too."""
+    from shared import storage
+
+    if not storage.configured():
+        return set()
+    from shared.store import Store
+
+    return Store().suspended()
 
 
 def cmd_get_apps(args: argparse.Namespace) -> int:
@@ -232,10 +244,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_get_status(args: argparse.Namespace) -> int:
     def show(body: dict) -> None:
-        _table([{**t, "summary": ", ".join(f"{n} {a}" for a, n in t["summary"].items() if n)}
+        _table([{**t, "revision": (t["revision"] or "")[:12],
+                 "summary": ", ".join(f"{n} {a}" for a, n in t["summary"].items() if n)}
                 for t in body["targets"]], ("target", "revision", "ok", "degraded", "finishedAt", "summary"))
         print()
-        _table(body["apps"], ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
+        _table([{**a, "revision": (a["revision"] or "")[:12]} for a in body["apps"]],
+               ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
     return _reply(_pipeline().status(args.target), args.output, show)
 
 

@@ -38,6 +38,15 @@ def _connection(env: Mapping[str, str]) -> tuple[str | None, dict[str, str]]:
     return None, identity
 
 
+def configured(env: Mapping[str, str] | None = None) -> bool:
+    """True when AzureWebJobsStorage (connection string or identity-based) is set."""
+    try:
+        _connection(os.environ if env is None else env)
+        return True
+    except StorageNotConfigured:
+        return False
+
+
 def _credential(identity: dict[str, str]):
     from azure.identity import DefaultAzureCredential
 

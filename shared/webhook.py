@@ -73,7 +73,7 @@ def repository_names(repo_url: str) -> set[str]:
     if parts.scheme not in ("http", "https") or not parts.path.strip("/"):
         return set()
     path = parts.path.strip("/").removesuffix(".git").lower()
-    host = parts.hostname or ""
+    host = parts.netloc.rsplit("@", 1)[-1].lower()
     return {path, f"https://{host}/{path}", f"http://{host}/{path}"}
 
 

@@ -52,3 +52,16 @@ def test_function_app_imports_only_stdlib_and_azure_functions_at_module_level():
             "print(','.join(sorted(m for m in sys.modules if m.startswith(('shared', 'yaml', 'dulwich', 'azure.mgmt', 'azure.identity', 'github')))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
+    from shared import storage
+
+    assert set(FUNCTIONS) == {"scheduled_reconcile", "github_webhook", "reconcile_worker", "manual_reconcile",
+                              "status", "suspend_app", "resume_app", "health"}
+    queue = next(b for b in FUNCTIONS["reconcile_worker"].get_bindings() if b.type == "queueTrigger")
+    assert queue.queue_name == storage.RECONCILE_QUEUE == function_app.RECONCILE_QUEUE
+    routes = {b.route: str(b.auth_level) for f in FUNCTIONS.values() for b in f.get_bindings() if b.type == "httpTrigger"}
+    assert routes["github/webhook"].lower().endswith("anonymous")
+    assert all(level.lower().endswith("function") for route, level in routes.items()
+               if route not in ("github/webhook", "health"))

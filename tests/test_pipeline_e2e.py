@@ -272,3 +272,19 @@ def test_manual_reconcile_validates_its_request(stack, repo):
     reply = api(stack, "POST", "reconcile", json={"app": "web"})
     assert reply.status_code == 202 and reply.json()["jobs"][0]["app"] == "web"
     assert json.loads(queued()[0])["app"] == "web"
+
+
+def test_the_cli_reads_and_drives_the_same_stores(stack, repo, aca, capsys):
+    from shared.cli import main
+
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    assert main(["reconcile", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"][0]["target"] == "default"
+    stack.drain()
+    assert main(["suspend", "web"]) == 0 and "web suspended" in capsys.readouterr().out
+    assert main(["get", "status", "-o", "json"]) == 0
+    apps = json.loads(capsys.readouterr().out)["apps"]
+    assert apps[0]["app"] == "web" and apps[0]["action"] == "created" and apps[0]["suspended"] is True
+    assert main(["resume", "web"]) == 0 and "reconcile enqueued for default" in capsys.readouterr().out
+    assert main(["reconcile", "--target", "nope"]) == 2

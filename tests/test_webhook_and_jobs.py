@@ -70,3 +70,9 @@ def test_job_messages_round_trip_and_bad_ones_say_why():
                       (json.dumps({**json.loads(job.to_json()), "requested_at": "yesterday"}).encode(), "ISO 8601")]:
         with pytest.raises(BadJob, match=why):
             parse_job(body)
+
+
+def test_repository_match_includes_host_and_port_for_self_hosted_servers():
+    push = parse_push({"ref": "refs/heads/main", "repository": {"clone_url": "http://git.local:8080/team/ops.git"}})
+    assert ignore_reason(push, branch="main", repo_url="http://git.local:8080/team/ops.git") is None
+    assert "another repository" in ignore_reason(push, branch="main", repo_url="http://git.local:9090/team/ops.git")
