@@ -9,6 +9,7 @@ import azure.functions as func
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 RECONCILE_QUEUE = "reconcile-jobs"  # shared.storage.RECONCILE_QUEUE; a test keeps them equal
+PHASE_QUEUE = "phase-events"        # shared.callbacks.PHASE_QUEUE; likewise
 
 
 def _pipeline():
@@ -62,6 +63,24 @@ def suspend_app(req: func.HttpRequest) -> func.HttpResponse:
 def resume_app(req: func.HttpRequest) -> func.HttpResponse:
     """Lift a runtime suspension and reconcile the app's Targets now."""
     return _http(_pipeline().resume(req.route_params["name"]))
+
+
+@app.route(route="gitopsphase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def gitops_phase(req: func.HttpRequest) -> func.HttpResponse:
+    """Flux / Argo CD phase callback (the gitops-connector path); phase key or generic-hmac."""
+    return _http(_pipeline().callbacks.accept(req.headers, req.params, req.get_body()))
+
+
+@app.queue_trigger(arg_name="msg", queue_name=PHASE_QUEUE, connection="AzureWebJobsStorage")
+def phase_forwarder(msg: func.QueueMessage) -> None:
+    """Forward one phase event to commit statuses, dispatches, pipeline callbacks and subscribers."""
+    _pipeline().callbacks.forward(msg.get_body())
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False)
+def abandoned_pull_requests(timer: func.TimerRequest) -> None:
+    """Fail the waiting Azure Pipelines tasks of PRs abandoned within 72 hours."""
+    _pipeline().callbacks.complete_abandoned()
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -12,14 +12,17 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from shared import storage
 from shared.jobs import BadJob, Job, new_job, now_iso, parse_job
 from shared.manifests import APP_NAME
-from shared.reconcile import Reconciler, source_for
+from shared.reconcile import Reconciler, github_token, source_for
 from shared.settings import Settings
 from shared.webhook import MAX_BODY, ignore_reason, load_json, parse_push, signature_ok, touched
+
+if TYPE_CHECKING:
+    from shared.callbacks import Callbacks
 
 log = logging.getLogger("driftless.pipeline")
 
@@ -47,19 +50,32 @@ class Pipeline:
         self.settings = settings
         self.secrets = Secrets(settings, env=env)
         self.store = Store(backoff_base=settings.reapply_backoff, env=env)
-        self._env = env
+        self.env = env
         self._reconciler: Reconciler | None = None
+        self._callbacks: "Callbacks | None" = None
         self._lock = threading.Lock()
+        self.github_token = github_token(settings, self.secrets)
+
+    @property
+    def callbacks(self) -> "Callbacks":
+        """Flux / Argo CD phase events and Driftless's own commit statuses."""
+        with self._lock:
+            if self._callbacks is None:
+                from shared.callbacks import Callbacks
+
+                self._callbacks = Callbacks(self)
+            return self._callbacks
 
     @property
     def reconciler(self) -> Reconciler:
         with self._lock:
             if self._reconciler is None:
-                self._reconciler = Reconciler(self.settings, source=source_for(self.settings, self.secrets))
+                self._reconciler = Reconciler(self.settings, source=source_for(self.settings, self.secrets,
+                                                                               self.github_token))
             return self._reconciler
 
     def enqueue(self, job: Job, *, delay: int = 0) -> None:
-        storage.queue(storage.RECONCILE_QUEUE, self._env).send_message(job.to_json(), visibility_timeout=delay or None)
+        storage.queue(storage.RECONCILE_QUEUE, self.env).send_message(job.to_json(), visibility_timeout=delay or None)
         log.info("enqueued job %s for target %s (%s)", job.id, job.target, job.reason,
                  extra={"job": job.id, "target": job.target, "reason": job.reason})
 
@@ -182,7 +198,7 @@ class Pipeline:
         except BadJob as exc:
             log.error("parked a malformed reconcile job (%s); see queue %s%s", exc,
                       storage.RECONCILE_QUEUE, storage.POISON_SUFFIX)
-            storage.queue(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX, self._env).send_message(
+            storage.queue(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX, self.env).send_message(
                 body.decode("utf-8", "replace"))
             return "parked"
         context = {"job": job.id, "target": job.target, "reason": job.reason, "delivery": job.delivery,
@@ -202,6 +218,8 @@ class Pipeline:
             self.enqueue(job.retried(), delay=LEASE_RETRY_SECONDS)
             log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
             return "deferred"
+        if job.reason != "timer":
+            self.callbacks.report_pass_started(target.name, revision)
         try:
             started = now_iso()
             result = self.reconciler.reconcile(target, revision, only=job.app, suspended=self.store.suspended(),
@@ -209,6 +227,7 @@ class Pipeline:
             self.store.record_pass(result, started_at=started, complete=job.app is None)
         finally:
             self.store.release_lease(target.name, job.id)
+        self.callbacks.report_pass(result)
         summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(level, "target %s at %s: %s%s", target.name, revision[:12], summary or "no apps",

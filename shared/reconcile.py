@@ -163,15 +163,17 @@ class _Apply:
             return self._location
 
 
-def source_for(settings: Settings, secrets: "Secrets") -> GitSource:
-    """The Git source; its password is a GitHub App installation token when an app is configured,
-    else the Git token secret (PAT or Azure DevOps token), else none."""
+def source_for(settings: Settings, secrets: "Secrets",
+               password: Callable[[], str | None] | None = None) -> GitSource:
+    """The Git source, authenticated with `password` (default: `github_token(settings, secrets)`)."""
     settings.require("DRIFTLESS_REPO_URL")
     return GitSource(str(settings.repo_url), settings.branch, username=settings.git_username,
-                     password=_password(settings, secrets))
+                     password=password or github_token(settings, secrets))
 
 
-def _password(settings: Settings, secrets: "Secrets") -> Callable[[], str | None]:
+def github_token(settings: Settings, secrets: "Secrets") -> Callable[[], str | None]:
+    """A GitHub App installation token when an app is configured, else the Git token secret
+    (PAT or Azure DevOps token), else None. Used for Git over HTTPS and for GitHub's REST API."""
     if settings.github_app_id and settings.github_app_installation_id:
         def app_token() -> str | None:
             key = secrets.github_app_private_key()

@@ -50,6 +50,9 @@ class Settings:
     github_app_key_name: str = "driftless-github-app-private-key"
     azdo_token_name: str = "driftless-azdo-token"
     flux_hmac_name: str = "driftless-flux-hmac"
+    phase_key_name: str = "driftless-phase-key"
+    feedback: str | None = None
+    kubeconfig: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -109,6 +112,9 @@ class Settings:
             github_app_key_name=text("DRIFTLESS_GITHUB_APP_KEY_NAME", "driftless-github-app-private-key"),
             azdo_token_name=text("DRIFTLESS_AZDO_TOKEN_NAME", "driftless-azdo-token"),
             flux_hmac_name=text("DRIFTLESS_FLUX_HMAC_NAME", "driftless-flux-hmac"),
+            phase_key_name=text("DRIFTLESS_PHASE_KEY_NAME", "driftless-phase-key"),
+            feedback=text("DRIFTLESS_FEEDBACK"),
+            kubeconfig=text("DRIFTLESS_KUBECONFIG"),
         )
         if problems:
             raise SettingsError(problems)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from shared import storage
 from shared.outcome import PassResult
@@ -141,31 +141,60 @@ class Store:
     def targets_of_app(self, app: str) -> list[str]:
         return sorted(t["RowKey"] for t in self._query("target") if self._get(f"app.{t['RowKey']}", app))
 
-    # --- webhook deliveries --------------------------------------------------------------
+    # --- claims: exactly-once records (webhook deliveries, CI callbacks) -----------------
+    def claim(self, partition: str, key: str, *, ttl: timedelta | None = None) -> bool:
+        """True for the first caller of (partition, key), or once an earlier claim expired; ETag-guarded."""
+        expires = _iso(_now() + ttl) if ttl else ""
+        return self._take({"PartitionKey": partition, "RowKey": key, "expires_at": expires},
+                          lambda held: bool(held.get("expires_at")) and held["expires_at"] <= _iso(_now()))
+
+    def release(self, partition: str, key: str) -> None:
+        """Undo a claim whose work could not be done, so a retry may claim it again."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.table.delete_entity(partition, key)
+        except ResourceNotFoundError:
+            pass
+
     def claim_delivery(self, delivery: str, *, ttl: timedelta = timedelta(days=3)) -> bool:
-        """True the first time a delivery id is seen (or after its record expired)."""
+        """True the first time a GitHub delivery id is seen (or after its record expired)."""
+        return self.claim("delivery", delivery, ttl=ttl)
+
+    def release_delivery(self, delivery: str) -> None:
+        """Forget a delivery whose jobs could not be enqueued, so GitHub's redelivery is accepted."""
+        self.release("delivery", delivery)
+
+    def recall(self, partition: str, key: str) -> str | None:
+        """A small remembered value (e.g. the last commit status posted for a context)."""
+        row = self._get(partition, key)
+        return None if row is None else row.get("value")
+
+    def remember(self, partition: str, key: str, value: str) -> None:
+        self.table.upsert_entity({"PartitionKey": partition, "RowKey": key, "value": value, "at": _iso(_now())})
+
+    def _take(self, entity: dict[str, Any], takeable: Callable[[dict[str, Any]], bool]) -> bool:
+        """Create `entity`, or replace the existing row when `takeable(row)`; False if someone else holds it."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
-        entity = {"PartitionKey": "delivery", "RowKey": delivery, "expires_at": _iso(_now() + ttl)}
         try:
             self.table.create_entity(entity)
             return True
         except ResourceExistsError:
-            existing = self.table.get_entity("delivery", delivery)
-            if existing.get("expires_at", "") > _iso(_now()):
+            try:
+                held = self.table.get_entity(entity["PartitionKey"], entity["RowKey"])
+            except ResourceNotFoundError:
+                return self._take(entity, takeable)
+            if not takeable(dict(held)):
                 return False
             try:
-                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
+                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=held.metadata["etag"],
                                          match_condition=MatchConditions.IfNotModified)
                 return True
             except ResourceModifiedError:
                 return False
-
-    def release_delivery(self, delivery: str) -> None:
-        """Forget a delivery whose jobs could not be enqueued, so GitHub's redelivery is accepted."""
-        self.table.delete_entity("delivery", delivery)
 
     # --- runtime suspensions -------------------------------------------------------------
     def suspend(self, app: str, *, by: str = "api") -> None:
@@ -183,25 +212,9 @@ class Store:
 
     # --- leases --------------------------------------------------------------------------
     def acquire_lease(self, target: str, holder: str, *, ttl: timedelta) -> bool:
-        """Take the Target's lease if free or expired; ETag-guarded so two workers never both win."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.data.tables import UpdateMode
-
+        """Take the Target's lease if free, expired or already ours; ETag-guarded so two workers never both win."""
         entity = {"PartitionKey": "lease", "RowKey": target, "holder": holder, "until": _iso(_now() + ttl)}
-        try:
-            self.table.create_entity(entity)
-            return True
-        except ResourceExistsError:
-            current = self.table.get_entity("lease", target)
-            if current.get("holder") != holder and current.get("until", "") > _iso(_now()):
-                return False
-            try:
-                self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
-                                         match_condition=MatchConditions.IfNotModified)
-                return True
-            except ResourceModifiedError:
-                return False
+        return self._take(entity, lambda held: held.get("holder") == holder or held.get("until", "") <= _iso(_now()))
 
     def release_lease(self, target: str, holder: str) -> None:
         """Release the lease if `holder` still has it."""

@@ -1,0 +1,206 @@
+"""The CI feedback loop: Flux / Argo CD phase callbacks and Driftless's own passes, forwarded to CI.
+
+`POST /api/gitopsphase` verifies and enqueues on `phase-events`; the queue worker forwards each
+event to its sinks. Each sink is retried on its own (a failing subscriber never blocks the
+rest), commit statuses are posted only when they change (so Flux's periodic
+`ReconciliationSucceeded` does not spam), and dispatches / pipeline callbacks happen exactly
+once per (commit, operator object, outcome), recorded in the status store.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, Mapping
+
+from shared import storage
+from shared.feedback import Forwarder, FeedbackConfig, FeedbackConfigError, SinkFailed, load_configs
+from shared.jobs import now_iso
+from shared.phases import FAILURE, PENDING, SUCCESS, PhaseEvent, parse_event
+
+if TYPE_CHECKING:
+    from shared.outcome import PassResult
+    from shared.pipeline import Pipeline, Reply
+
+log = logging.getLogger("driftless.callbacks")
+
+PHASE_QUEUE = "phase-events"
+MAX_BODY = 1024 * 1024
+MAX_ATTEMPTS = 6
+ABANDONED_WITHIN_HOURS = 72
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+class Callbacks:
+    """Intake, forwarding and Driftless's own statuses; shares the Pipeline's secrets and store."""
+
+    def __init__(self, pipeline: "Pipeline"):
+        self.pipeline = pipeline
+        self.settings, self.secrets, self.store = pipeline.settings, pipeline.secrets, pipeline.store
+
+    @property
+    def configs(self) -> dict[str, FeedbackConfig]:
+        return load_configs(self.settings.feedback)
+
+    def _enqueue(self, envelope: dict[str, Any], *, delay: int = 0) -> None:
+        storage.queue(PHASE_QUEUE, self.pipeline.env).send_message(json.dumps(envelope), visibility_timeout=delay or None)
+
+    # --- intake --------------------------------------------------------------------------
+    def accept(self, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> "Reply":
+        """Authenticate (phase key or Flux generic-hmac), validate, enqueue; answer at once."""
+        from shared.pipeline import Reply
+        from shared.secrets import SecretsUnavailable
+
+        headers = {k.lower(): v for k, v in headers.items()}
+        if len(body) > MAX_BODY:
+            return Reply(413, {"error": f"body larger than {MAX_BODY} bytes"})
+        try:
+            authorized = self._authorized(headers, params, body)
+        except SecretsUnavailable as exc:
+            log.error("phase event refused: %s", exc)
+            return Reply(503, {"error": "the phase key cannot be read right now"})
+        if not authorized:
+            return Reply(401, {"error": "a valid X-Signature (generic-hmac) or phase key (?code= / x-functions-key) is required"})
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Reply(400, {"error": f"body is not a JSON object: {exc}"})
+        event = parse_event(data)
+        if not event.commit:
+            return Reply(202, {"ignored": "no commit revision in the event", "context": event.context})
+        try:
+            configs = self.configs
+        except FeedbackConfigError as exc:
+            log.error("phase event not forwarded: %s", exc)
+            return Reply(500, {"error": "DRIFTLESS_FEEDBACK is invalid; see the logs"})
+        if event.config not in configs:
+            return Reply(202, {"ignored": f"no feedback config named {event.config!r}"})
+        envelope = {"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(), "event": data}
+        self._enqueue(envelope)
+        return Reply(202, {"accepted": envelope["id"], "context": event.context, "commit": event.commit,
+                           "state": event.state, "finished": event.finished})
+
+    def _authorized(self, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> bool:
+        signature = headers.get("x-signature")
+        if signature:
+            secret = self.secrets.flux_hmac()
+            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest() if secret else ""
+            return bool(secret) and hmac.compare_digest(expected.encode(), signature.strip().encode())
+        key = params.get("code") or headers.get("x-functions-key")
+        if key:
+            wanted = self.secrets.get(self.settings.phase_key_name)
+            return bool(wanted) and hmac.compare_digest(wanted.encode(), key.encode())
+        return False
+
+    # --- Driftless's own passes ------------------------------------------------------------
+    def report_pass_started(self, target: str, revision: str) -> None:
+        self._report(PhaseEvent("driftless", revision, f"driftless/{target}", "Target", target, PENDING, False,
+                                "Applying", f"Driftless is applying {revision[:12]} to {target}"))
+
+    def report_pass(self, result: "PassResult") -> None:
+        """success when every app is applied and healthy; failure naming the failing apps."""
+        failing = [o.app for o in result.outcomes if not o.ok]
+        if result.ok:
+            state, message = SUCCESS, f"{len(result.outcomes)} app(s) in sync and healthy"
+        else:
+            state, message = FAILURE, ("failing: " + ", ".join(failing[:10]) if failing else
+                                       f"{len(result.problems)} invalid manifest(s)")
+        self._report(PhaseEvent("driftless", result.revision, f"driftless/{result.target}", "Target", result.target,
+                                state, True, "Succeeded" if result.ok else "Failed", message, failing))
+
+    def _report(self, event: PhaseEvent) -> None:
+        """Queue an own-deployment event when a default feedback config exists; never fails a pass."""
+        try:
+            if "default" not in self.configs:
+                return
+            self._enqueue({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
+                           "event": {"driftless": event.to_dict()}})
+        except Exception as exc:  # CI feedback must not break reconciles
+            log.error("could not queue the commit status for %s: %s: %s", event.context, type(exc).__name__, exc)
+
+    # --- the worker ----------------------------------------------------------------------
+    def forward(self, body: bytes) -> str:
+        """Deliver one queued event to each of its sinks; failed sinks are re-queued alone."""
+        try:
+            envelope = json.loads(body)
+            data = envelope["event"]
+            event = PhaseEvent(**data["driftless"]) if "driftless" in data else parse_event(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("parked a malformed phase event (%s)", exc)
+            storage.queue(PHASE_QUEUE + storage.POISON_SUFFIX, self.pipeline.env).send_message(
+                body.decode("utf-8", "replace"))
+            return "parked"
+        config = self.configs.get(event.config)
+        if config is None or not event.commit:
+            log.warning("phase event %s dropped: no feedback config %r", envelope.get("id"), event.config)
+            return "dropped"
+        forwarder = Forwarder(config, github_api=self.settings.github_api_url,
+                              github_token=self.pipeline.github_token, azdo_token=self.secrets.azdo_token,
+                              secret=self.secrets.get)
+        failed = []
+        for sink in envelope.get("sinks") or config.sinks(event):
+            try:
+                self._deliver(forwarder, event, sink)
+            except SinkFailed as exc:
+                log.warning("%s for %s@%s not delivered: %s", sink, event.context, event.commit[:12], exc)
+                failed.append(sink)
+        if not failed:
+            return "forwarded"
+        attempt = int(envelope.get("attempt", 0)) + 1
+        retry = {**envelope, "sinks": failed, "attempt": attempt}
+        if attempt >= MAX_ATTEMPTS:
+            log.error("phase event %s parked after %d attempts; failed sinks: %s", envelope.get("id"), attempt,
+                      ", ".join(failed))
+            storage.queue(PHASE_QUEUE + storage.POISON_SUFFIX, self.pipeline.env).send_message(json.dumps(retry))
+            return "parked"
+        self._enqueue(retry, delay=min(300, 5 * 2 ** attempt))
+        return "retrying"
+
+    def _deliver(self, forwarder: Forwarder, event: PhaseEvent, sink: str) -> None:
+        key = f"{event.config}|{event.commit}|{event.context}"
+        if sink == "status":
+            memo = f"{event.state}|{event.description}"
+            if self.store.recall("status", _digest(key)) == memo:
+                return
+            forwarder.status(event)
+            self.store.remember("status", _digest(key), memo)
+        elif sink in ("dispatch", "pipelines"):
+            claim = _digest(f"{key}|{event.state}|{sink}")
+            if not self.store.claim(sink, claim):
+                return
+            try:
+                outcome = forwarder.dispatch(event) if sink == "dispatch" else forwarder.pipelines(event)
+                log.info("%s for %s@%s: %s", sink, event.context, event.commit[:12], outcome or "sent")
+            except Exception:
+                self.store.release(sink, claim)
+                raise
+        elif sink.startswith("subscriber:"):
+            forwarder.subscriber(event, sink.split(":", 1)[1])
+
+    # --- abandoned PRs ---------------------------------------------------------------------
+    def complete_abandoned(self) -> list[str]:
+        """Fail the waiting agentless tasks of PRs abandoned within 72 h (each PR once)."""
+        done = []
+        for config in self.configs.values():
+            if not config.pipelines:
+                continue
+            forwarder = Forwarder(config, github_api=self.settings.github_api_url,
+                                  github_token=self.pipeline.github_token, azdo_token=self.secrets.azdo_token,
+                                  secret=self.secrets.get)
+            for number in forwarder.abandoned_prs(ABANDONED_WITHIN_HOURS):
+                claim = _digest(f"{config.name}|abandoned|{number}")
+                if not self.store.claim("abandoned", claim):
+                    continue
+                try:
+                    done.append(forwarder.complete_task(number, "failed"))
+                except SinkFailed:
+                    self.store.release("abandoned", claim)
+                    raise
+        return done
