@@ -155,6 +155,11 @@ class KeyVaultStub:
         with self._lock:
             return self._store(name, value, {}, None).version
 
+    def values(self) -> dict[str, str]:
+        """The latest value of every secret (tests check that none of them leaks into logs)."""
+        with self._lock:
+            return {name: versions[-1].value for name, versions in self._secrets.items() if versions}
+
     def calls(self) -> dict[str, int]:
         """Requests received per kind: "GET secret", "PUT secret", "challenge" (no bearer), "unauthorized", "other"."""
         with self._lock:

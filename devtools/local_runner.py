@@ -103,6 +103,10 @@ class _Route:
         return params if ok else None
 
 
+def _mask_key(text: str) -> str:
+    return re.sub(r"([?&]code=)[^&\s]*", r"\1***", text)
+
+
 def _seconds(timespan: str) -> float:
     """Seconds in a host.json timespan "[d.]hh:mm:ss[.fff]"."""
     found = _TIMESPAN.fullmatch(timespan.strip())
@@ -257,7 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the stdlib
-        log.debug("%s " + format, self.client_address[0], *args)
+        """Access log at DEBUG, with `code=` (a function key) masked as the Functions host does."""
+        log.debug("%s " + format, self.client_address[0], *(_mask_key(str(a)) for a in args))
 
 
 class LocalRunner:

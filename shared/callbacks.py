@@ -147,7 +147,7 @@ class Callbacks:
         failed = []
         for sink in envelope.get("sinks") or config.sinks(event):
             try:
-                self._deliver(forwarder, event, sink)
+                self._deliver(forwarder, event, sink, str(envelope.get("received_at", "")))
             except SinkFailed as exc:
                 log.warning("%s for %s@%s not delivered: %s", sink, event.context, event.commit[:12], exc)
                 failed.append(sink)
@@ -163,14 +163,18 @@ class Callbacks:
         self._enqueue(retry, delay=min(300, 5 * 2 ** attempt))
         return "retrying"
 
-    def _deliver(self, forwarder: Forwarder, event: PhaseEvent, sink: str) -> None:
+    def _deliver(self, forwarder: Forwarder, event: PhaseEvent, sink: str, received_at: str) -> None:
         key = f"{event.config}|{event.commit}|{event.context}"
         if sink == "status":
-            memo = f"{event.state}|{event.description}"
-            if self.store.recall("status", _digest(key)) == memo:
+            changed, previous = self.store.advance("status", _digest(key), order=received_at,
+                                                   value=f"{event.state}|{event.description}")
+            if not changed:
                 return
-            forwarder.status(event)
-            self.store.remember("status", _digest(key), memo)
+            try:
+                forwarder.status(event)
+            except Exception:
+                self.store.restore("status", _digest(key), previous)
+                raise
         elif sink in ("dispatch", "pipelines"):
             claim = _digest(f"{key}|{event.state}|{sink}")
             if not self.store.claim(sink, claim):

@@ -197,9 +197,15 @@ def create_body(app: App, *, location: str, environment_id: str, tags: dict[str,
     return body
 
 
-def update_patch(app: App, live: dict[str, Any], *, tags: dict[str, str]) -> dict[str, Any]:
-    """The JSON merge patch that brings `live` to `app` while keeping what Git does not own."""
+def update_patch(app: App, live: dict[str, Any], *, tags: dict[str, str],
+                 revision_suffix: str | None = None) -> dict[str, Any]:
+    """The JSON merge patch that brings `live` to `app` while keeping what Git does not own.
+
+    A `revision_suffix` forces a new revision even when the template is unchanged: that is how
+    an unhealthy app is re-applied (ACA creates no revision for an identical template)."""
     configuration, template = _owned_properties(app, live)
+    if revision_suffix:
+        template["revisionSuffix"] = revision_suffix
     patch: dict[str, Any] = {"tags": tags, "properties": {"template": template}}
     if configuration:
         patch["properties"]["configuration"] = configuration

@@ -182,7 +182,10 @@ class Forwarder:
     def complete_task(self, number: int, result: str) -> str:
         org, project, pr_repo = self.config.pipelines
         properties = self._azdo("GET", f"{org}/{quote(project)}/_apis/git/repositories/{quote(pr_repo)}/pullRequests/"
-                                       f"{number}/properties?api-version=7.1-preview.1").get("value", {})
+                                       f"{number}/properties?api-version=7.1-preview.1", missing_ok=True)
+        if properties is None:
+            return f"PR {number} not found in {pr_repo}"
+        properties = properties.get("value", {})
         raw = (properties.get("callback-task-id") or {}).get("$value")
         if not raw:
             return f"PR {number} has no callback-task-id property"
@@ -254,7 +257,8 @@ class Forwarder:
         except OSError as exc:
             raise SinkFailed(f"GitHub unreachable: {type(exc).__name__}") from None
 
-    def _azdo(self, method: str, url: str, body: dict | None = None) -> dict[str, Any]:
+    def _azdo(self, method: str, url: str, body: dict | None = None, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        """Call Azure DevOps with the token as basic-auth password; None for a 404 when `missing_ok`."""
         import requests
 
         token = self._azdo_token() or ""
@@ -262,6 +266,8 @@ class Forwarder:
             reply = requests.request(method, url, json=body, auth=("", token), timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise SinkFailed(f"Azure DevOps unreachable: {type(exc).__name__}") from None
+        if reply.status_code == 404 and missing_ok:
+            return None
         if reply.status_code >= 300:
             raise SinkFailed(f"Azure DevOps answered {reply.status_code} for {method} {urlsplit(url).path}")
         return reply.json() if reply.content else {}

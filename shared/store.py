@@ -165,13 +165,32 @@ class Store:
         """Forget a delivery whose jobs could not be enqueued, so GitHub's redelivery is accepted."""
         self.release("delivery", delivery)
 
+    def advance(self, partition: str, key: str, *, order: str, value: str) -> tuple[bool, str | None]:
+        """Record `value` if it differs from the remembered one and `order` is newer; atomic (ETag).
+
+        Returns (changed, previous raw record) so a caller whose work then fails can `restore` it.
+        Used for commit statuses: out-of-order or repeated events never re-post or roll back a status.
+        """
+        for _ in range(8):
+            previous = self.recall(partition, key)
+            held_order, _, held_value = (previous or "").partition("\t")
+            if previous is not None and held_order >= order:
+                return False, previous
+            entity = {"PartitionKey": partition, "RowKey": key, "value": f"{order}\t{value}", "at": _iso(_now())}
+            if self._take(entity, lambda held: held.get("value") == previous):
+                return previous is None or held_value != value, previous   # same value: only the order moved
+        return False, self.recall(partition, key)
+
     def recall(self, partition: str, key: str) -> str | None:
-        """A small remembered value (e.g. the last commit status posted for a context)."""
         row = self._get(partition, key)
         return None if row is None else row.get("value")
 
-    def remember(self, partition: str, key: str, value: str) -> None:
-        self.table.upsert_entity({"PartitionKey": partition, "RowKey": key, "value": value, "at": _iso(_now())})
+    def restore(self, partition: str, key: str, previous: str | None) -> None:
+        """Undo a swap whose work failed."""
+        if previous is None:
+            self.release(partition, key)
+        else:
+            self.table.upsert_entity({"PartitionKey": partition, "RowKey": key, "value": previous, "at": _iso(_now())})
 
     def _take(self, entity: dict[str, Any], takeable: Callable[[dict[str, Any]], bool]) -> bool:
         """Create `entity`, or replace the existing row when `takeable(row)`; False if someone else holds it."""

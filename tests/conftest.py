@@ -4,10 +4,16 @@
   `azure-mgmt-appcontainers` client; tests read its call counters and inject faults.
 - Git repositories are real (built with the `git` binary), read by dulwich either in place
   or over dulwich's smart-HTTP server on loopback.
+- Queues and the status table are Azurite; Key Vault is devtools/keyvault_stub.py behind the
+  real SecretClient; the Function App is the real function_app.py in devtools/local_runner.py.
 """
 from __future__ import annotations
 
+import importlib
+import json
+import logging
 import os
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -15,9 +21,16 @@ from pathlib import Path
 import pytest
 
 from devtools.aca_emulator import AcaEmulator
+from devtools.azurite import Azurite
+from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
+from devtools.local_runner import LocalRunner
+from shared import storage
 from shared.reconcile import Reconciler
 from shared.settings import Settings
 
+WEBHOOK_SECRET = "whsec-e2e-never-log-me"
+GIT_TOKEN = "ghp-e2e-never-log-me"
+KEY = "local-dev-key"
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 GROUP = "rg-apps"
 ENVIRONMENT = "env-prod"
@@ -119,3 +132,56 @@ def outcomes(result) -> dict:
 def writes(emulator: AcaEmulator) -> int:
     return sum(n for key, n in emulator.calls().items() if key.split()[0] in ("PUT", "PATCH", "DELETE")
                and "environment" not in key)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    server = Azurite().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vault(cert_dir):
+    """The Key Vault stub at https://driftless.vault.localhost:<port>, resolved to loopback for this session."""
+    resolve = socket.getaddrinfo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo",
+                      lambda host, *a, **kw: resolve("127.0.0.1" if host == VAULT_HOST else host, *a, **kw))
+        server = KeyVaultStub(cert_dir=cert_dir, token=TOKEN).start()
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def stack(repo, aca, azurite, vault, monkeypatch, caplog):
+    """Settings for the Function App, empty queues and table, a started local host; secrets checked at the end."""
+    vault.reset()
+    vault.set_secret("driftless-webhook-secret", WEBHOOK_SECRET)
+    vault.set_secret("driftless-git-token", GIT_TOKEN)
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": str(repo.path),
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
+        "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": aca.url,
+        "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
+        "DRIFTLESS_KEYVAULT_URL": vault.url, "DRIFTLESS_SECRET_TTL": "0", "DRIFTLESS_REAPPLY_BACKOFF": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for name in (storage.RECONCILE_QUEUE, "phase-events"):
+        storage.queue(name + storage.POISON_SUFFIX).clear_messages()
+        storage.queue(name).clear_messages()
+    table = storage.table()
+    for entity in list(table.list_entities()):
+        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    host = json.load(open("host.json"))
+    host["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"
+    import function_app
+    runner = LocalRunner(importlib.reload(function_app).app, connection_string=azurite.connection_string,
+                         host_json=host, function_key=KEY).start(port=0, pump=False)
+    caplog.set_level(logging.DEBUG)
+    yield runner
+    runner.stop()
+    secrets = {"webhook": WEBHOOK_SECRET, "git token": GIT_TOKEN, **vault.values()}
+    leaked = [name for name, value in secrets.items() if value in caplog.text]
+    assert not leaked, f"secret values of {leaked} appear in the logs"

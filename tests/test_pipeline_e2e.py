@@ -8,78 +8,17 @@ to zero here so retries do not wait 30 seconds.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import logging
-import socket
 import uuid
 
 import pytest
 import requests
 
-from devtools.azurite import Azurite
 from devtools.git_server import GitServer
-from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
-from devtools.local_runner import LocalRunner
 from shared import storage
 from shared.jobs import new_job
 from shared.webhook import sign
-from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, writes
-
-WEBHOOK_SECRET = "whsec-e2e-never-log-me"
-GIT_TOKEN = "ghp-e2e-never-log-me"
-KEY = "local-dev-key"
-
-
-@pytest.fixture(scope="session")
-def azurite():
-    server = Azurite().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def vault(cert_dir):
-    """The Key Vault stub at https://driftless.vault.localhost:<port>, resolved to loopback for this session."""
-    resolve = socket.getaddrinfo
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo",
-                      lambda host, *a, **kw: resolve("127.0.0.1" if host == VAULT_HOST else host, *a, **kw))
-        server = KeyVaultStub(cert_dir=cert_dir, token=TOKEN).start()
-        yield server
-        server.stop()
-
-
-@pytest.fixture
-def stack(repo, aca, azurite, vault, monkeypatch, caplog):
-    """Settings for the Function App, empty queues and table, a started local host; secrets checked at the end."""
-    vault.reset()
-    vault.set_secret("driftless-webhook-secret", WEBHOOK_SECRET)
-    vault.set_secret("driftless-git-token", GIT_TOKEN)
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": str(repo.path),
-        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
-        "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": aca.url,
-        "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
-        "DRIFTLESS_KEYVAULT_URL": vault.url, "DRIFTLESS_SECRET_TTL": "0", "DRIFTLESS_REAPPLY_BACKOFF": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for name in (storage.RECONCILE_QUEUE, storage.RECONCILE_QUEUE + storage.POISON_SUFFIX):
-        storage.queue(name).clear_messages()
-    table = storage.table()
-    for entity in list(table.list_entities()):
-        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-    host = json.load(open("host.json"))
-    host["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"
-    import function_app
-    runner = LocalRunner(importlib.reload(function_app).app, connection_string=azurite.connection_string,
-                         host_json=host, function_key=KEY).start(port=0, pump=False)
-    caplog.set_level(logging.DEBUG)
-    yield runner
-    runner.stop()
-    assert WEBHOOK_SECRET not in caplog.text and GIT_TOKEN not in caplog.text
-
+from tests.conftest import GIT_TOKEN, KEY, WEBHOOK_SECRET, app_yaml, writes, GROUP, SUBSCRIPTION
 
 def queued(name: str = storage.RECONCILE_QUEUE) -> list[str]:
     return [m.content for m in storage.queue(name).peek_messages(max_messages=32)]

@@ -273,8 +273,10 @@ def test_failing_revision_is_reported_unhealthy_with_the_reason_and_reapplied(re
     created = outcomes(sync(driftless())["default"])["alpha"]
     assert created.action == "created" and created.healthy is False
     assert "ImagePullBackOff" in created.health_reason and "alpha:broken-build" in created.health_reason
+    first_revision = aca.app(SUBSCRIPTION, GROUP, "alpha")["properties"]["latestRevisionName"]
     again = outcomes(sync(driftless())["default"])["alpha"]
     assert again.action == "updated" and "unhealthy" in again.reason
+    assert aca.app(SUBSCRIPTION, GROUP, "alpha")["properties"]["latestRevisionName"] != first_revision  # a real retry
 
 
 def test_one_failing_app_never_blocks_the_others_and_the_cli_exits_1(repo, aca, monkeypatch, capsys):

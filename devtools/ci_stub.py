@@ -1,0 +1,155 @@
+"""A local stand-in for GitHub's REST API and Azure DevOps (Repos, Pull Requests, Pipelines plans),
+plus webhook subscribers, that records every call. Dev-only; plain HTTP on loopback.
+
+GitHub routes follow api.github.com's paths (PyGithub uses them with `base_url=<stub>`):
+`GET /repos/{owner}/{repo}/commits/{sha}`, `POST /repos/{owner}/{repo}/statuses/{sha}`,
+`POST /repos/{owner}/{repo}/dispatches`. Azure DevOps routes live under `/{org}/...` as on
+dev.azure.com. Subscribers: `POST /subscribers/{name}`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class CiStub:
+    """Recorded calls in `calls`; seed `commits`, `pull_requests`, `plans`; fail routes with `failing`."""
+
+    calls: list[Call] = field(default_factory=list)
+    commits: dict[str, str] = field(default_factory=dict)                 # sha -> message
+    pull_requests: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> {properties, status, closedDate}
+    plans: dict[str, str] = field(default_factory=dict)                   # plan id -> state
+    failing: dict[str, int] = field(default_factory=dict)                 # route kind -> status to answer
+    url: str = ""
+
+    def start(self) -> "CiStub":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                status, body = stub.handle(self.command, self.path, raw, dict(self.headers))
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def of(self, kind: str) -> list[Call]:
+        """Recorded calls of one route kind (see `_ROUTES`)."""
+        return [c for c in self.calls if _kind(c.method, c.path) == kind]
+
+    def handle(self, method: str, target: str, raw: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        parts = urlsplit(target)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        self.calls.append(Call(method, parts.path, parse_qs(parts.query), body, headers))
+        kind = _kind(method, parts.path)
+        if kind in self.failing:
+            return self.failing[kind], {"message": "injected failure"}
+        match = next((m for k, pattern in _ROUTES if k == kind and (m := pattern.match(parts.path))), None)
+        if match is None:
+            return 404, {"message": "Not Found"}
+        return getattr(self, f"_{kind}")(match, body)
+
+    # --- GitHub ------------------------------------------------------------------------------
+    def _github_commit(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo, sha = match.groups()
+        if sha not in self.commits:
+            return 422, {"message": f"No commit found for SHA: {sha}"}
+        url = f"{self.url}/repos/{owner}/{repo}/commits/{sha}"
+        return 200, {"sha": sha, "url": url, "html_url": url, "commit": {"message": self.commits[sha], "url": url}}
+
+    def _github_status(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 201, {"id": len(self.calls), "state": body.get("state"), "context": body.get("context"),
+                     "description": body.get("description"), "target_url": body.get("target_url")}
+
+    def _github_dispatch(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 204, None
+
+    # --- Azure DevOps ------------------------------------------------------------------------
+    def _azdo_status(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 201, body
+
+    def _azdo_commit(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        sha = match.group(1)
+        return (200, {"commitId": sha, "comment": self.commits[sha]}) if sha in self.commits else (404, {})
+
+    def _azdo_pr_properties(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr = self.pull_requests.get(int(match.group(1)))
+        if pr is None:
+            return 404, {"message": "TF401180: The requested pull request was not found."}
+        values = {k: {"$type": "System.String", "$value": v} for k, v in pr.get("properties", {}).items()}
+        return 200, {"count": len(values), "value": values}
+
+    def _azdo_pr_list(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 200, {"value": [{"pullRequestId": n, "status": pr.get("status"), "closedDate": pr.get("closedDate")}
+                               for n, pr in self.pull_requests.items() if pr.get("status") == "abandoned"]}
+
+    def _azdo_plan(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        plan = match.group(1)
+        return (200, {"planId": plan, "state": self.plans[plan]}) if plan in self.plans else (404, {})
+
+    def _azdo_plan_event(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        self.plans[match.group(1)] = "completed"
+        return 204, None
+
+    def _subscriber(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 200, {"ok": True}
+
+
+_ROUTES: tuple[tuple[str, re.Pattern], ...] = (
+    ("github_commit", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([0-9a-f]+)$")),
+    ("github_status", re.compile(r"^/repos/([^/]+)/([^/]+)/statuses/([0-9a-f]+)$")),
+    ("github_dispatch", re.compile(r"^/repos/([^/]+)/([^/]+)/dispatches$")),
+    ("azdo_status", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)/statuses$")),
+    ("azdo_commit", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)$")),
+    ("azdo_pr_properties", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/pullRequests/(\d+)/properties$")),
+    ("azdo_pr_list", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/pullrequests$")),
+    ("azdo_plan_event", re.compile(r"^/.+/_apis/distributedtask/hubs/build/plans/([^/]+)/events$")),
+    ("azdo_plan", re.compile(r"^/.+/_apis/distributedtask/hubs/build/plans/([^/]+)$")),
+    ("subscriber", re.compile(r"^/subscribers/([^/]+)$")),
+)
+_METHODS = {"github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "azdo_status": "POST",
+            "azdo_commit": "GET", "azdo_pr_properties": "GET", "azdo_pr_list": "GET", "azdo_plan_event": "POST",
+            "azdo_plan": "GET", "subscriber": "POST"}
+
+
+def _kind(method: str, path: str) -> str:
+    for kind, pattern in _ROUTES:
+        if _METHODS[kind] == method and pattern.match(path):
+            return kind
+    return "other"
