@@ -144,19 +144,34 @@ class App:
 
 
 @dataclass(frozen=True)
+class FluxRef:
+    """A Flux object to nudge after a pass (`fluxAssist`): GitRepository or Kustomization."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Target:
-    """Where one Git path goes: one Container Apps environment."""
+    """Where one Git path goes: one Container Apps environment (`aca`) or one AKS cluster (`aks`).
+
+    For `aks`, `protected_apps` holds the `protected` object keys ("Kind/namespace/name" or "Kind/name")."""
 
     name: str
     path: str
     subscription_id: str
     resource_group: str
-    environment: str
+    environment: str = ""
     type: str = "aca"
     prune: bool = False
     protected_apps: frozenset[str] = frozenset()
     allow_empty: bool = False
     file: str | None = None
+    cluster: str = ""
+    namespace: str = "default"
+    force: bool = False
+    flux_assist: tuple[FluxRef, ...] = ()
 
     @property
     def environment_id(self) -> str:
@@ -251,7 +266,8 @@ def format_path(path: Iterable[Any]) -> str:
     return text
 
 
-def _parse_documents(file: str, data: bytes) -> tuple[list[Any], list[Problem]]:
+def parse_documents(file: str, data: bytes) -> tuple[list[Any], list[Problem]]:
+    """Every YAML document of one file; a syntax error is one Problem with its line, and ends the file."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -270,7 +286,7 @@ def _parse_documents(file: str, data: bytes) -> tuple[list[Any], list[Problem]]:
     return documents, []
 
 
-def _locate(data: bytes, problems: list[tuple[int, tuple[Any, ...], str]], file: str, app_of: dict[int, str]) -> list[Problem]:
+def locate(data: bytes, problems: list[tuple[int, tuple[Any, ...], str]], file: str, app_of: dict[int, str]) -> list[Problem]:
     """Turn (document, path, message) into Problems with line numbers (composes the file once)."""
     try:
         nodes = list(yaml.compose_all(data.decode("utf-8"), Loader=_Loader))
@@ -302,7 +318,7 @@ def load_apps(files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
     apps: list[App] = []
     problems: list[Problem] = []
     for file in sorted(files):
-        documents, syntax = _parse_documents(file, files[file])
+        documents, syntax = parse_documents(file, files[file])
         problems += syntax
         pending: list[tuple[int, tuple[Any, ...], str]] = []
         app_of: dict[int, str] = {}
@@ -318,7 +334,7 @@ def load_apps(files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
             if app is not None and not check.problems:
                 apps.append(app)
         if pending:
-            problems += _locate(files[file], pending, file, app_of)
+            problems += locate(files[file], pending, file, app_of)
     return _drop_duplicates(apps, problems)
 
 
@@ -580,7 +596,7 @@ def load_targets(files: Mapping[str, bytes], *, default_subscription: str | None
     targets: list[Target] = []
     problems: list[Problem] = []
     for file in sorted(files):
-        documents, syntax = _parse_documents(file, files[file])
+        documents, syntax = parse_documents(file, files[file])
         problems += syntax
         pending: list[tuple[int, tuple[Any, ...], str]] = []
         for index, document in enumerate(documents, start=1):
@@ -592,7 +608,7 @@ def load_targets(files: Mapping[str, bytes], *, default_subscription: str | None
             if target and not check.problems:
                 targets.append(target)
         if pending:
-            problems += _locate(files[file], pending, file, {})
+            problems += locate(files[file], pending, file, {})
     seen: dict[str, Target] = {}
     for target in targets:
         if target.name in seen:
@@ -602,20 +618,36 @@ def load_targets(files: Mapping[str, bytes], *, default_subscription: str | None
     return list(seen.values()), problems
 
 
+TARGET_TYPES = ("aca", "aks")
+FLUX_KINDS = ("GitRepository", "Kustomization")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_TARGET_FIELDS = {
+    "aca": (("type", "path", "subscriptionId", "resourceGroup", "environment", "prune", "protectedApps", "allowEmpty"),
+            ("type", "path", "resourceGroup", "environment")),
+    "aks": (("type", "path", "subscriptionId", "resourceGroup", "cluster", "namespace", "prune", "protected",
+             "allowEmpty", "force", "fluxAssist"),
+            ("type", "path", "resourceGroup", "cluster")),
+}
+
+
 def _read_target(doc: Any, check: _Check, default_subscription: str | None) -> Target | None:
     if not isinstance(doc, Mapping) or doc.get("kind") != "Target" or doc.get("apiVersion") != API_VERSION:
         check.add((), f"expected apiVersion {API_VERSION} with kind Target")
         return None
     check.mapping(doc, (), ("apiVersion", "kind", "metadata", "spec"), ("metadata", "spec"))
     meta = check.mapping(doc.get("metadata"), ("metadata",), ("name", "labels", "annotations"), ("name",))
-    name = check.string(meta.get("name"), ("metadata", "name"), re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+    name = check.string(meta.get("name"), ("metadata", "name"), DNS_LABEL,
                         "lowercase letters, digits and '-', up to 63 characters")
-    spec = check.mapping(doc.get("spec"), ("spec",),
-                         ("type", "path", "subscriptionId", "resourceGroup", "environment", "prune",
-                          "protectedApps", "allowEmpty"),
-                         ("type", "path", "resourceGroup", "environment"))
-    if spec.get("type") not in (None, "aca"):
-        check.add(("spec", "type"), f"'{spec.get('type')}' is not supported; allowed: aca")
+    kind = doc.get("spec", {}).get("type") if isinstance(doc.get("spec"), Mapping) else None
+    if kind not in (None, *TARGET_TYPES):
+        check.add(("spec", "type"), f"'{kind}' is not supported; allowed: {', '.join(TARGET_TYPES)}")
+    kind = kind if kind in TARGET_TYPES else "aca"
+    foreign = sorted(set(doc["spec"]) - set(_TARGET_FIELDS["aks"][0])) if kind == "aks" else []
+    if set(foreign) & set(_TARGET_FIELDS["aca"][0]):
+        check.add(("spec", "type"), f"an aks Target does not take {', '.join(foreign)} (fields of aca Targets); it "
+                                    f"names a cluster: {', '.join(_TARGET_FIELDS['aks'][0])}")
+        return None
+    spec = check.mapping(doc.get("spec"), ("spec",), *_TARGET_FIELDS[kind])
     subscription = spec.get("subscriptionId", default_subscription)
     if subscription is None:
         check.add(("spec", "subscriptionId"), "is required (or set AZURE_SUBSCRIPTION_ID)")
@@ -623,17 +655,46 @@ def _read_target(doc: Any, check: _Check, default_subscription: str | None) -> T
         check.string(subscription, ("spec", "subscriptionId"), GUID, "a subscription GUID")
     path = check.string(spec.get("path"), ("spec", "path"))
     group = check.string(spec.get("resourceGroup"), ("spec", "resourceGroup"))
+    common = dict(prune=check.boolean(spec.get("prune"), ("spec", "prune"), False),
+                  allow_empty=check.boolean(spec.get("allowEmpty"), ("spec", "allowEmpty"), False), file=check.file)
+    if kind == "aks":
+        cluster = check.string(spec.get("cluster"), ("spec", "cluster"))
+        namespace = check.string(spec.get("namespace", "default"), ("spec", "namespace"), DNS_LABEL,
+                                 "a namespace name: lowercase letters, digits and '-', up to 63 characters")
+        protected = check.strings(spec.get("protected"), ("spec", "protected")) or ()
+        for i, key in enumerate(protected):
+            if not 2 <= len(key.split("/")) <= 3 or not all(key.split("/")):
+                check.add(("spec", "protected", i), f"'{key}' is not valid: use Kind/namespace/name or Kind/name")
+        flux = _read_flux_assist(spec.get("fluxAssist"), check)
+        if not (name and path and group and cluster and namespace and subscription):
+            return None
+        return Target(name=name, path=path.strip("/"), subscription_id=subscription, resource_group=group,
+                      type="aks", cluster=cluster, namespace=namespace, protected_apps=frozenset(protected),
+                      force=check.boolean(spec.get("force"), ("spec", "force"), False), flux_assist=flux, **common)
     environment = check.string(spec.get("environment"), ("spec", "environment"))
     if not (name and path and group and environment and subscription):
         return None
     return Target(
         name=name, path=path.strip("/"), subscription_id=subscription, resource_group=group,
         environment=environment,
-        prune=check.boolean(spec.get("prune"), ("spec", "prune"), False),
         protected_apps=frozenset(check.strings(spec.get("protectedApps"), ("spec", "protectedApps")) or ()),
-        allow_empty=check.boolean(spec.get("allowEmpty"), ("spec", "allowEmpty"), False),
-        file=check.file,
+        **common,
     )
+
+
+def _read_flux_assist(node: Any, check: _Check) -> tuple[FluxRef, ...]:
+    refs = []
+    for i, item in enumerate(check.sequence(node, ("spec", "fluxAssist"))):
+        where = ("spec", "fluxAssist", i)
+        spec = check.mapping(item, where, ("kind", "namespace", "name"), ("kind", "name"))
+        kind = spec.get("kind")
+        if kind is not None and kind not in FLUX_KINDS:
+            check.add(where + ("kind",), f"'{kind}' is not valid; allowed: {', '.join(FLUX_KINDS)}")
+        namespace = check.string(spec.get("namespace", "flux-system"), where + ("namespace",))
+        name = check.string(spec.get("name"), where + ("name",))
+        if kind in FLUX_KINDS and namespace and name:
+            refs.append(FluxRef(kind, namespace, name))
+    return tuple(refs)
 
 
 def names_in_problems(problems: Iterable[Problem]) -> set[str]:

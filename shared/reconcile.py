@@ -22,6 +22,7 @@ from shared.settings import Settings
 from shared.source import GitSource, SourceError
 
 if TYPE_CHECKING:
+    from shared.aks import AksTarget
     from shared.github_app import InstallationToken
     from shared.secrets import Secrets
 
@@ -37,8 +38,9 @@ class Reconciler:
     def __init__(self, settings: Settings, *, source: GitSource | None = None):
         self.settings = settings
         self.source = source or GitSource(str(settings.repo_url), settings.branch)
-        self._parsed: OrderedDict[tuple[str, str], tuple[list[App], list[Problem]]] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, ...], tuple[list, list[Problem]]] = OrderedDict()
         self._clients: dict[str, ContainerApps] = {}
+        self._clusters: dict[str, AksTarget] = {}
         self._lock = threading.Lock()
 
     def targets(self, revision: str) -> tuple[list[Target], list[Problem]]:
@@ -48,9 +50,10 @@ class Reconciler:
             return [self.settings.default_target()], []
         return load_targets(files, default_subscription=self.settings.subscription_id)
 
-    def desired(self, target: Target, revision: str) -> tuple[list[App], list[Problem]]:
-        """Validated Apps under the Target's path; parsed once per revision and path."""
-        key = (revision, target.path)
+    def desired(self, target: Target, revision: str) -> tuple[list, list[Problem]]:
+        """Validated Apps (Kubernetes objects for an aks Target) under the Target's path; parsed once per
+        revision, path and kind of Target."""
+        key = (revision, target.path, target.type, target.namespace)
         with self._lock:
             if key in self._parsed:
                 self._parsed.move_to_end(key)
@@ -60,6 +63,10 @@ class Reconciler:
             parsed: tuple[list[App], list[Problem]] = ([], [Problem(
                 target.path, f"path '{target.path}' does not exist at {revision[:12]}; treated as unreadable, "
                              "so nothing is pruned (set allowEmpty: true on the Target to allow an empty path)")])
+        elif target.type == "aks":
+            from shared.kube_manifests import load_objects
+
+            parsed = load_objects(files or {}, namespace=target.namespace)
         else:
             parsed = load_apps(files or {})
         with self._lock:
@@ -74,10 +81,22 @@ class Reconciler:
                 self._clients[subscription_id] = ContainerApps(self.settings, subscription_id)
             return self._clients[subscription_id]
 
+    def cluster(self, target: Target) -> AksTarget:
+        """The engine of an aks Target (kept while the Target's definition is unchanged)."""
+        from shared.aks import AksTarget
+
+        with self._lock:
+            engine = self._clusters.get(target.name)
+            if engine is None or engine.target != target:
+                engine = self._clusters[target.name] = AksTarget(self.settings, target)
+            return engine
+
     def plan(self, target: Target, revision: str, *, only: str | None = None, suspended: Iterable[str] = (),
              backoff: Mapping[str, str] | None = None) -> Plan:
         """Plan one Target at `revision` against the live apps (reads only)."""
         apps, problems = self.desired(target, revision)
+        if target.type == "aks":
+            return self.cluster(target).plan(apps, problems, only=only, suspended=suspended)
         live = self.apps_client(target.subscription_id).list_apps(target.resource_group)
         return make_plan(target=target, instance=self.settings.instance, apps=apps, problems=problems,
                          live=live, suspended=suspended, only=only, backoff=backoff)
@@ -86,6 +105,10 @@ class Reconciler:
                   suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
                   progress: Progress | None = None) -> PassResult:
         """Plan and apply one Target; with `dry_run` nothing is written."""
+        if target.type == "aks":
+            objects, problems = self.desired(target, revision)
+            return self.cluster(target).reconcile(revision, objects, problems, dry_run=dry_run, only=only,
+                                                  suspended=suspended, progress=progress)
         started = time.monotonic()
         result = PassResult(target=target.name, revision=revision, dry_run=dry_run,
                             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -142,7 +165,9 @@ class _Apply:
                                                  environment_id=self.target.environment_id, tags=tags)
                 live = self.aca.create(rg, step.app, body)
             else:
-                live = self.aca.update(rg, step.app, container_app.update_patch(step.desired, step.live, tags=tags))
+                suffix = f"r{int(time.time() * 1000) % 10**10}" if step.kind == "reapply" else None
+                live = self.aca.update(rg, step.app, container_app.update_patch(
+                    step.desired, step.live, tags=tags, revision_suffix=suffix))
         except ApplyFailed as exc:
             return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, self.revision)
         except Exception as exc:  # one app's surprise must not stop the pass
