@@ -157,3 +157,19 @@ def test_feedback_configuration_errors_name_the_field():
     with pytest.raises(FeedbackConfigError, match="unknown field"):
         load_configs('{"default": {"gitHub": "a/b"}}')
     assert load_configs(None) == {}
+
+
+def test_the_bundled_feedback_and_operator_examples_are_valid():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    configs = load_configs((root / "feedback.json").read_text())
+    assert set(configs) == {"default", "staging"} and configs["default"].subscribers[0].name == "spektate"
+    flux_docs = list(yaml.safe_load_all((root / "flux" / "driftless-provider.yaml").read_text()))
+    assert [d["kind"] for d in flux_docs] == ["Secret", "Provider", "Alert"]
+    assert flux_docs[1]["spec"]["type"] == "generic-hmac" and flux_docs[1]["spec"]["address"].endswith("/api/gitopsphase")
+    argo = yaml.safe_load((root / "argocd" / "argocd-notifications-cm.yaml").read_text())
+    body = argo["data"]["template.driftless-phase"]
+    assert all(field in body for field in ('"commitid"', '"phase"', '"health"', '"app"', '"config"'))
