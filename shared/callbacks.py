@@ -15,7 +15,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Mapping
 
-from shared import storage
+from shared import storage, telemetry
 from shared.feedback import Forwarder, FeedbackConfig, FeedbackConfigError, SinkFailed, load_configs
 from shared.jobs import now_iso
 from shared.phases import FAILURE, PENDING, SUCCESS, PhaseEvent, parse_event
@@ -148,7 +148,9 @@ class Callbacks:
         for sink in envelope.get("sinks") or config.sinks(event):
             try:
                 self._deliver(forwarder, event, sink, str(envelope.get("received_at", "")))
+                telemetry.phase_forwarded(sink, True)
             except SinkFailed as exc:
+                telemetry.phase_forwarded(sink, False)
                 log.warning("%s for %s@%s not delivered: %s", sink, event.context, event.commit[:12], exc)
                 failed.append(sink)
         if not failed:

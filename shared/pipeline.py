@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Mapping
 
-from shared import storage
+from shared import storage, telemetry
 from shared.jobs import BadJob, Job, new_job, now_iso, parse_job
 from shared.manifests import APP_NAME
 from shared.reconcile import Reconciler, github_token, source_for
@@ -203,6 +203,15 @@ class Pipeline:
             return "parked"
         context = {"job": job.id, "target": job.target, "reason": job.reason, "delivery": job.delivery,
                    "dequeue_count": dequeue_count}
+        if dequeue_count > 1:
+            telemetry.queue_retry(storage.RECONCILE_QUEUE)
+        with telemetry.span("reconcile job", **context) as span:
+            outcome = self._run_job(job, context)
+            if span is not None:
+                span.set_attribute("outcome", outcome)
+            return outcome
+
+    def _run_job(self, job: Job, context: dict[str, Any]) -> str:
         revision, targets = self._targets_at_head()
         target = next((t for t in targets if t.name == job.target), None)
         if target is None:
@@ -228,6 +237,7 @@ class Pipeline:
         finally:
             self.store.release_lease(target.name, job.id)
         self.callbacks.report_pass(result)
+        telemetry.record_pass(result, reason=job.reason, requested_at=job.requested_at)
         summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(level, "target %s at %s: %s%s", target.name, revision[:12], summary or "no apps",

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from shared import container_app
+from shared import container_app, telemetry
 from shared.aca import ApplyFailed, ContainerApps
 from shared.manifests import App, Problem, Target, load_apps, load_targets
 from shared.outcome import Outcome, PassResult
@@ -139,7 +139,11 @@ class _Apply:
 
     def __call__(self, step: Step) -> Outcome:
         started = time.monotonic()
-        outcome = self._run(step)
+        with telemetry.span("apply app", app=step.app, target=self.target.name, revision=self.revision,
+                            planned=step.kind) as span:
+            outcome = self._run(step)
+            if span is not None:
+                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy)})
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
