@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 import tempfile
@@ -35,11 +34,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import trustme
+
+from devtools.tls import TlsServer, certificate
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ INVALID_TOKEN_CHALLENGE = (
     'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token", '
     'error_description="The access token is invalid."'
 )
-_HANDSHAKE_TIMEOUT_S = 10.0
 _STATE_WRITE_INTERVAL_S = 0.2
 
 FAULT_DEFAULTS: dict[str, Any] = {
@@ -377,7 +377,7 @@ class AcaEmulator:
         self._apps: dict[str, dict[str, Any]] = {}
         self._ops: dict[str, dict[str, Any]] = {}
         self._index: dict[str, list[str]] = {}
-        self._server: _TlsServer | None = None
+        self._server: TlsServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._writer: threading.Thread | None = None
@@ -396,7 +396,7 @@ class AcaEmulator:
             raise RuntimeError("emulator already started")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_cert.configure_cert(context)
-        self._server = _TlsServer((host, port), context, self)
+        self._server = TlsServer((host, port), context, self, _Handler)
         shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self.url = f"https://{shown_host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="aca-emulator", daemon=True)
@@ -426,19 +426,8 @@ class AcaEmulator:
 
     def _load_certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
         """Reuse the CA in ``cert_dir`` (``ca.pem`` + ``ca-key.pem``) or create one; issue a server cert."""
-        if cert_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="aca-emulator-")
-            cert_dir = self._tmp.name
-        os.makedirs(cert_dir, exist_ok=True)
-        ca_path, key_path = os.path.join(cert_dir, "ca.pem"), os.path.join(cert_dir, "ca-key.pem")
-        if os.path.exists(ca_path) and os.path.exists(key_path):
-            with open(ca_path, "rb") as cert_file, open(key_path, "rb") as key_file:
-                ca = trustme.CA.from_pem(cert_file.read(), key_file.read())
-        else:
-            ca = trustme.CA()
-            ca.private_key_pem.write_to_path(key_path)
-            ca.cert_pem.write_to_path(ca_path)
-        return ca_path, ca.issue_cert("127.0.0.1", "localhost")
+        ca_path, leaf, self._tmp = certificate(cert_dir, "127.0.0.1", "localhost")
+        return ca_path, leaf
 
     # ----------------------------------------------------- public control
 
@@ -1134,7 +1123,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Translates HTTP/1.1 requests (keep-alive) into ``AcaEmulator.handle`` calls."""
 
     protocol_version = "HTTP/1.1"
-    server: _TlsServer
+    server: TlsServer
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
@@ -1144,9 +1133,9 @@ class _Handler(BaseHTTPRequestHandler):
             query={k.lower(): v for k, v in parse_qsl(url.query, keep_blank_values=True)},
             headers=self.headers,
             body=self._read_body(),
-            base_url=f"https://{host}" if (host := self.headers.get("Host")) else self.server.emulator.url,
+            base_url=f"https://{host}" if (host := self.headers.get("Host")) else self.server.owner.url,
         )
-        response = self.server.emulator.handle(request)
+        response = self.server.owner.handle(request)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -1169,52 +1158,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
         """Silence per-request logging."""
-
-
-class _TlsServer(ThreadingHTTPServer):
-    """Threaded HTTPS server; TLS handshakes run in the per-connection threads, not the accept loop."""
-
-    daemon_threads = True
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, emulator: AcaEmulator) -> None:
-        self.context = context
-        self.emulator = emulator
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # Headers and body go out as separate writes: without NODELAY, Nagle + delayed ACK add ~40 ms each.
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request.settimeout(_HANDSHAKE_TIMEOUT_S)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except OSError:
-            return
-        tls.settimeout(None)
-        with self._connections_lock:
-            self._connections.add(tls)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(tls)
-            self.shutdown_request(tls)
-
-    def close_connections(self) -> None:
-        """Shut down kept-alive connections so their threads end."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that disconnect or fail TLS; log anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
 
 
 # ---------------------------------------------------------------------- CLI

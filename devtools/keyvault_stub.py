@@ -16,24 +16,22 @@ address (RFC 6761; systemd-resolved does so, else add it to the hosts file).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import socket
 import ssl
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import trustme
+
+from devtools.tls import TlsServer, certificate
 
 VAULT_DOMAIN = "vault.localhost"
 VAULT_NAME = "driftless"
@@ -45,7 +43,6 @@ NOT_FOUND_HINT = (
 )
 _SECRET_PATH = re.compile(r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?")
 _VALID_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
-_HANDSHAKE_TIMEOUT_S = 10.0
 _SHUTDOWN_POLL_S = 0.05  # how often serve_forever checks for stop(), so tests tear down quickly
 
 
@@ -99,7 +96,7 @@ class KeyVaultStub:
         self._lock = threading.Lock()
         self._secrets: dict[str, list[_Version]] = {}
         self._counts: Counter[str] = Counter()
-        self._server: _TlsServer | None = None
+        self._server: TlsServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.down = False
@@ -114,7 +111,7 @@ class KeyVaultStub:
             raise RuntimeError("stub already started")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_cert.configure_cert(context)
-        self._server = _TlsServer((host, port), context, self)
+        self._server = TlsServer((host, port), context, self, _Handler)
         self.url = f"https://{VAULT_HOST}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(_SHUTDOWN_POLL_S,),
                                         name="keyvault-stub", daemon=True)
@@ -134,19 +131,8 @@ class KeyVaultStub:
 
     def _load_certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
         """Reuse the CA in ``cert_dir`` (``ca.pem`` + ``ca-key.pem``, as the ACA emulator does) or create one."""
-        if cert_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="keyvault-stub-")
-            cert_dir = self._tmp.name
-        os.makedirs(cert_dir, exist_ok=True)
-        ca_path, key_path = os.path.join(cert_dir, "ca.pem"), os.path.join(cert_dir, "ca-key.pem")
-        if os.path.exists(ca_path) and os.path.exists(key_path):
-            with open(ca_path, "rb") as cert_file, open(key_path, "rb") as key_file:
-                ca = trustme.CA.from_pem(cert_file.read(), key_file.read())
-        else:
-            ca = trustme.CA()
-            ca.private_key_pem.write_to_path(key_path)
-            ca.cert_pem.write_to_path(ca_path)
-        return ca_path, ca.issue_cert(VAULT_HOST, "127.0.0.1", "localhost")
+        ca_path, leaf, self._tmp = certificate(cert_dir, VAULT_HOST, "127.0.0.1", "localhost")
+        return ca_path, leaf
 
     # ----------------------------------------------------- public control
 
@@ -249,10 +235,10 @@ class _Handler(BaseHTTPRequestHandler):
     """Translates HTTP/1.1 requests (keep-alive) into ``KeyVaultStub.handle`` calls."""
 
     protocol_version = "HTTP/1.1"
-    server: _TlsServer
+    server: TlsServer
 
     def _serve(self) -> None:
-        stub = self.server.stub
+        stub = self.server.owner
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         base_url = f"https://{host}" if (host := self.headers.get("Host")) else stub.url
         reply = stub.handle(self.command, self.path, self.headers.get("Authorization"), body, base_url)
@@ -273,47 +259,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
         """Silence per-request logging."""
-
-
-class _TlsServer(ThreadingHTTPServer):
-    """Threaded HTTPS server; TLS handshakes run in the per-connection threads, not the accept loop."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, stub: KeyVaultStub) -> None:
-        self.context = context
-        self.stub = stub
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request.settimeout(_HANDSHAKE_TIMEOUT_S)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except OSError:
-            return
-        tls.settimeout(None)
-        with self._connections_lock:
-            self._connections.add(tls)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(tls)
-            self.shutdown_request(tls)
-
-    def close_connections(self) -> None:
-        """Shut down kept-alive connections so their threads end."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that disconnect or fail TLS; report anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import ssl
 import tempfile
 import threading
@@ -36,7 +35,8 @@ from urllib.parse import unquote
 import trustme
 import yaml
 
-from devtools.aca_emulator import Request, Response, _TlsServer
+from devtools.aca_emulator import Request, Response, _Handler
+from devtools.tls import TlsServer, certificate
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -100,7 +100,7 @@ class KubeStub:
         self._types = {(g, v, p): (k, n) for g, v, p, k, n in BUILTIN}
         self._version = 1000
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._server: _TlsServer | None = None
+        self._server: TlsServer | None = None
         self._thread: threading.Thread | None = None
         self.requests: list[Call] = []
         self.rollouts = True
@@ -113,7 +113,7 @@ class KubeStub:
     def start(self) -> KubeStub:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._cert.configure_cert(context)
-        self._server = _TlsServer(("127.0.0.1", 0), context, self)
+        self._server = TlsServer(("127.0.0.1", 0), context, self, _Handler)
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-stub", daemon=True)
         self._thread.start()
@@ -128,18 +128,8 @@ class KubeStub:
 
     def _certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
         """The CA in `cert_dir` (`ca.pem` + `ca-key.pem`, shared with the ACA emulator), or a new one."""
-        if cert_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="kube-stub-")
-            cert_dir = self._tmp.name
-        ca_path, key_path = os.path.join(cert_dir, "ca.pem"), os.path.join(cert_dir, "ca-key.pem")
-        if os.path.exists(ca_path) and os.path.exists(key_path):
-            with open(ca_path, "rb") as cert_file, open(key_path, "rb") as key_file:
-                ca = trustme.CA.from_pem(cert_file.read(), key_file.read())
-        else:
-            ca = trustme.CA()
-            ca.private_key_pem.write_to_path(key_path)
-            ca.cert_pem.write_to_path(ca_path)
-        return ca_path, ca.issue_cert("127.0.0.1", "localhost")
+        ca_path, leaf, self._tmp = certificate(cert_dir, "127.0.0.1", "localhost")
+        return ca_path, leaf
 
     # ----------------------------------------------------- test controls
 

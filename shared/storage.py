@@ -85,7 +85,7 @@ def table(name: str = TABLE, env: Mapping[str, str] | None = None):
     key = ("table", name, connection or repr(sorted(identity.items())))
     with _lock:
         if key not in _clients:
-            from azure.data.tables import TableClient, TableServiceClient
+            from azure.data.tables import TableServiceClient
 
             if connection:
                 service = TableServiceClient.from_connection_string(connection)
