@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -159,7 +160,8 @@ class Pipeline:
                 return Reply(404, {"error": f"no Target named {request['target']!r}"})
         app = request.get("app")
         if app:
-            targets = [t for t in targets if any(a.name == app for a in self.reconciler.desired(t, revision)[0])]
+            targets = [t for t in targets if any(app in (a.name, getattr(a, "key", None))
+                                                 for a in self.reconciler.desired(t, revision)[0])]
             if not targets:
                 return Reply(404, {"error": f"no Target declares an app named {app!r} at {revision[:12]}"})
         jobs = [new_job(t.name, "manual", revision=revision, app=app) for t in targets]
@@ -171,15 +173,16 @@ class Pipeline:
         return Reply(200, self.store.status(target))
 
     def suspend(self, app: str) -> Reply:
-        if not APP_NAME.match(app):
-            return Reply(400, {"error": f"{app!r} is not a Container App name"})
+        """Suspend a Container App (by name) or a Kubernetes object (`Kind/namespace/name`) at runtime."""
+        if not _suspendable(app):
+            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
         self.store.suspend(app)
         return Reply(200, {"app": app, "suspended": True})
 
     def resume(self, app: str) -> Reply:
         """Lift a runtime suspension and reconcile the app's Targets right away."""
-        if not APP_NAME.match(app):
-            return Reply(400, {"error": f"{app!r} is not a Container App name"})
+        if not _suspendable(app):
+            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
         was = self.store.resume(app)
         names = self.store.targets_of_app(app)
         if not names:
@@ -243,6 +246,13 @@ class Pipeline:
         log.log(level, "target %s at %s: %s%s", target.name, revision[:12], summary or "no apps",
                 " (degraded)" if result.degraded else "", extra={**context, "revision": revision, "ok": result.ok})
         return "reconciled"
+
+
+_OBJECT_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*/([a-z0-9][a-z0-9.-]*/)?[a-z0-9][a-z0-9.-]*$")
+
+
+def _suspendable(name: str) -> bool:
+    return bool(APP_NAME.match(name) or _OBJECT_KEY.match(name))
 
 
 _current: tuple[Settings, dict[str, str], Pipeline] | None = None

@@ -30,6 +30,15 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def row_key(name: str) -> str:
+    """A Table RowKey for an app or object name: '/' (Kubernetes `Kind/namespace/name`) is not allowed, '|' is."""
+    return name.replace("/", "|")
+
+
+def name_of(key: str) -> str:
+    return key.replace("|", "/")
+
+
 def _text(value: Any, limit: int = MAX_TEXT) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 20] + "...(truncated)"
@@ -62,12 +71,12 @@ class Store:
         """Store the pass, every app's outcome and backoff, and the Target's last pass.
         A `complete` pass (all apps, not a dry run) retires jobs requested before it started."""
         now = _now()
-        previous = {e["RowKey"]: e for e in self._query(f"app.{result.target}")}
+        previous = {name_of(e["RowKey"]): e for e in self._query(f"app.{result.target}")}
         for outcome in result.outcomes:
             old = previous.get(outcome.app, {})
             attempts, next_at = self._backoff_after(outcome, int(old.get("reapply_attempts", 0) or 0), now)
             self.table.upsert_entity({
-                "PartitionKey": f"app.{result.target}", "RowKey": outcome.app,
+                "PartitionKey": f"app.{result.target}", "RowKey": row_key(outcome.app),
                 "action": outcome.action, "reason": _text(outcome.reason, 4000),
                 "revision": outcome.revision or "", "healthy": "" if outcome.healthy is None else outcome.healthy,
                 "health_reason": _text(outcome.health_reason, 4000), "diff": _text(outcome.diff),
@@ -105,7 +114,7 @@ class Store:
     def backoff(self, target: str) -> dict[str, str]:
         """Apps of `target` whose next re-apply is still in the future -> when it is due."""
         now = _iso(_now())
-        return {e["RowKey"]: e["next_reapply_at"] for e in self._query(f"app.{target}")
+        return {name_of(e["RowKey"]): e["next_reapply_at"] for e in self._query(f"app.{target}")
                 if e.get("next_reapply_at") and e["next_reapply_at"] > now}
 
     def last_completed_start(self, target: str) -> str | None:
@@ -129,17 +138,17 @@ class Store:
             })
             for app in sorted(self._query(f"app.{row['RowKey']}"), key=lambda e: e["RowKey"]):
                 result["apps"].append({
-                    "target": row["RowKey"], "app": app["RowKey"], "action": app.get("action"),
+                    "target": row["RowKey"], "app": name_of(app["RowKey"]), "action": app.get("action"),
                     "reason": app.get("reason"), "revision": app.get("revision"),
                     "healthy": None if app.get("healthy") == "" else app.get("healthy"),
                     "healthReason": app.get("health_reason"), "updatedAt": app.get("updated_at"),
                     "nextReapplyAt": app.get("next_reapply_at") or None,
-                    "suspended": app["RowKey"] in suspended,
+                    "suspended": name_of(app["RowKey"]) in suspended,
                 })
         return result
 
     def targets_of_app(self, app: str) -> list[str]:
-        return sorted(t["RowKey"] for t in self._query("target") if self._get(f"app.{t['RowKey']}", app))
+        return sorted(t["RowKey"] for t in self._query("target") if self._get(f"app.{t['RowKey']}", row_key(app)))
 
     # --- claims: exactly-once records (webhook deliveries, CI callbacks) -----------------
     def claim(self, partition: str, key: str, *, ttl: timedelta | None = None) -> bool:
@@ -217,17 +226,17 @@ class Store:
 
     # --- runtime suspensions -------------------------------------------------------------
     def suspend(self, app: str, *, by: str = "api") -> None:
-        self.table.upsert_entity({"PartitionKey": "suspension", "RowKey": app, "at": _iso(_now()), "by": by})
+        self.table.upsert_entity({"PartitionKey": "suspension", "RowKey": row_key(app), "at": _iso(_now()), "by": by})
 
     def resume(self, app: str) -> bool:
         """Lift a suspension; False when the app was not suspended."""
-        if not self._get("suspension", app):
+        if not self._get("suspension", row_key(app)):
             return False
-        self.table.delete_entity("suspension", app)
+        self.table.delete_entity("suspension", row_key(app))
         return True
 
     def suspended(self) -> set[str]:
-        return {e["RowKey"] for e in self._query("suspension")}
+        return {name_of(e["RowKey"]) for e in self._query("suspension")}
 
     # --- leases --------------------------------------------------------------------------
     def acquire_lease(self, target: str, holder: str, *, ttl: timedelta) -> bool:

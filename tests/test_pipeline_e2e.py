@@ -227,3 +227,22 @@ def test_the_cli_reads_and_drives_the_same_stores(stack, repo, aca, capsys):
     assert apps[0]["app"] == "web" and apps[0]["action"] == "created" and apps[0]["suspended"] is True
     assert main(["resume", "web"]) == 0 and "reconcile enqueued for default" in capsys.readouterr().out
     assert main(["reconcile", "--target", "nope"]) == 2
+
+
+def test_kubernetes_object_names_work_in_the_status_store(stack):
+    """AKS outcomes and suspensions are keyed Kind/namespace/name, which Table keys cannot hold as is."""
+    from shared.outcome import Outcome, PassResult
+    from shared.store import Store
+
+    store = Store()
+    result = PassResult(target="aks-prod", revision="a" * 40, dry_run=False, started_at="2026-11-22T00:00:00+00:00",
+                        outcomes=[Outcome("Deployment/default/web", "created", healthy=True)])
+    store.record_pass(result, started_at=result.started_at)
+    from shared.pipeline import current
+
+    assert current().suspend("Deployment/default/web").status == 200          # what `driftless suspend` calls
+    assert current().suspend("Deployment/default/../x").status == 400
+    status = api(stack, "GET", "status").json()
+    assert status["apps"] == [{**status["apps"][0], "app": "Deployment/default/web", "suspended": True}]
+    assert store.targets_of_app("Deployment/default/web") == ["aks-prod"]
+    assert store.resume("Deployment/default/web") and store.suspended() == set()
