@@ -10,6 +10,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 RECONCILE_QUEUE = "reconcile-jobs"  # shared.storage.RECONCILE_QUEUE; a test keeps them equal
 PHASE_QUEUE = "phase-events"        # shared.callbacks.PHASE_QUEUE; likewise
+IMAGE_QUEUE = "image-updates"       # shared.image_update.IMAGE_QUEUE; likewise
 
 
 def _pipeline():
@@ -91,3 +92,16 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     body = report()
     return func.HttpResponse(json.dumps(body), status_code=200 if body["status"] == "ok" else 503,
                              mimetype="application/json")
+
+
+@app.timer_trigger(arg_name="timer", schedule=os.environ.get("DRIFTLESS_IMAGE_SCHEDULE") or "0 */30 * * * *",
+                   run_on_startup=False)
+def scheduled_image_updates(timer: func.TimerRequest) -> None:
+    """Enqueue one image update job per opted-in manifest (fallback for missed webhooks)."""
+    _pipeline().images.schedule()
+
+
+@app.queue_trigger(arg_name="msg", queue_name=IMAGE_QUEUE, connection="AzureWebJobsStorage")
+def image_update_worker(msg: func.QueueMessage) -> None:
+    """Run one image update job; raising hands the message back to the host for a retry."""
+    _pipeline().images.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)

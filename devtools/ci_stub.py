@@ -3,14 +3,19 @@ plus webhook subscribers, that records every call. Dev-only; plain HTTP on loopb
 
 GitHub routes follow api.github.com's paths (PyGithub uses them with `base_url=<stub>`):
 `GET /repos/{owner}/{repo}/commits/{sha}`, `POST /repos/{owner}/{repo}/statuses/{sha}`,
-`POST /repos/{owner}/{repo}/dispatches`. Azure DevOps routes live under `/{org}/...` as on
-dev.azure.com. Subscribers: `POST /subscribers/{name}`.
+`POST /repos/{owner}/{repo}/dispatches`, and for image updates `GET /repos/{owner}/{repo}/branches/{branch}`,
+`GET /repos/{owner}/{repo}/actions/runs?head_sha=`, `GET|PUT /repos/{owner}/{repo}/contents/{path}` (the PUT
+answers 409 when `sha` is not the file's current blob SHA, as GitHub does). Azure DevOps routes live under
+`/{org}/...` as on dev.azure.com. Subscribers: `POST /subscribers/{name}`.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +40,11 @@ class CiStub:
     pull_requests: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> {properties, status, closedDate}
     plans: dict[str, str] = field(default_factory=dict)                   # plan id -> state
     failing: dict[str, int] = field(default_factory=dict)                 # route kind -> status to answer
+    branches: dict[tuple[str, str], str] = field(default_factory=dict)    # (owner/repo, branch) -> head sha
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # head sha -> [{name, status, conclusion}]
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)     # (owner/repo, path) -> content
+    interleave: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)  # contents another commit
+    #                                                 writes just before our next PUT of that file lands
     url: str = ""
 
     def start(self) -> "CiStub":
@@ -52,7 +62,7 @@ class CiStub:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = _serve
+            do_GET = do_POST = do_PATCH = do_PUT = _serve
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass
@@ -83,6 +93,8 @@ class CiStub:
         match = next((m for k, pattern in _ROUTES if k == kind and (m := pattern.match(parts.path))), None)
         if match is None:
             return 404, {"message": "Not Found"}
+        if kind in _QUERIED:
+            return getattr(self, f"_{kind}")(match, body, parse_qs(parts.query))
         return getattr(self, f"_{kind}")(match, body)
 
     # --- GitHub ------------------------------------------------------------------------------
@@ -99,6 +111,48 @@ class CiStub:
 
     def _github_dispatch(self, match: re.Match, body: Any) -> tuple[int, Any]:
         return 204, None
+
+    def _github_branch(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo, branch = match.groups()
+        sha = self.branches.get((f"{owner}/{repo}", branch))
+        if sha is None:
+            return 404, {"message": "Branch not found"}
+        return 200, {"name": branch, "protected": False,
+                     "commit": {"sha": sha, "url": f"{self.url}/repos/{owner}/{repo}/commits/{sha}"}}
+
+    def _github_runs(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
+        owner, repo = match.groups()
+        sha = query.get("head_sha", [""])[0]
+        runs = [{"id": 1000 + i, "name": r.get("name", "build"), "head_sha": sha, "status": r["status"],
+                 "conclusion": r.get("conclusion"), "url": f"{self.url}/repos/{owner}/{repo}/actions/runs/{1000 + i}"}
+                for i, r in enumerate(self.runs.get(sha, []))]
+        return 200, {"total_count": len(runs), "workflow_runs": runs}
+
+    def _github_contents_get(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
+        owner, repo, path = match.groups()
+        data = self.files.get((f"{owner}/{repo}", path))
+        if data is None:
+            return 404, {"message": "Not Found"}
+        return 200, self._content(owner, repo, path, data)
+
+    def _github_contents_put(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo, path = match.groups()
+        key = (f"{owner}/{repo}", path)
+        if self.interleave.get(key):
+            self.files[key] = self.interleave[key].pop(0)
+        current = self.files.get(key)
+        if current is not None and body.get("sha") != blob_sha(current):
+            return 409, {"message": f"{path} does not match {body.get('sha')}"}
+        self.files[key] = base64.b64decode(body["content"])
+        commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        return 200, {"content": self._content(owner, repo, path, self.files[key]),
+                     "commit": {"sha": commit, "message": body.get("message"),
+                                "url": f"{self.url}/repos/{owner}/{repo}/git/commits/{commit}"}}
+
+    def _content(self, owner: str, repo: str, path: str, data: bytes) -> dict[str, Any]:
+        return {"type": "file", "encoding": "base64", "content": base64.b64encode(data).decode(), "size": len(data),
+                "sha": blob_sha(data), "path": path, "name": path.rsplit("/", 1)[-1],
+                "url": f"{self.url}/repos/{owner}/{repo}/contents/{path}"}
 
     # --- Azure DevOps ------------------------------------------------------------------------
     def _azdo_status(self, match: re.Match, body: Any) -> tuple[int, Any]:
@@ -135,6 +189,10 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("github_commit", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([0-9a-f]+)$")),
     ("github_status", re.compile(r"^/repos/([^/]+)/([^/]+)/statuses/([0-9a-f]+)$")),
     ("github_dispatch", re.compile(r"^/repos/([^/]+)/([^/]+)/dispatches$")),
+    ("github_branch", re.compile(r"^/repos/([^/]+)/([^/]+)/branches/(.+)$")),
+    ("github_runs", re.compile(r"^/repos/([^/]+)/([^/]+)/actions/runs$")),
+    ("github_contents_get", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
+    ("github_contents_put", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
     ("azdo_status", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)/statuses$")),
     ("azdo_commit", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)$")),
     ("azdo_pr_properties", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/pullRequests/(\d+)/properties$")),
@@ -143,7 +201,9 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("azdo_plan", re.compile(r"^/.+/_apis/distributedtask/hubs/build/plans/([^/]+)$")),
     ("subscriber", re.compile(r"^/subscribers/([^/]+)$")),
 )
-_METHODS = {"github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "azdo_status": "POST",
+_QUERIED = {"github_runs", "github_contents_get"}
+_METHODS = {"github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "github_branch": "GET",
+            "github_runs": "GET", "github_contents_get": "GET", "github_contents_put": "PUT", "azdo_status": "POST",
             "azdo_commit": "GET", "azdo_pr_properties": "GET", "azdo_pr_list": "GET", "azdo_plan_event": "POST",
             "azdo_plan": "GET", "subscriber": "POST"}
 
@@ -153,3 +213,8 @@ def _kind(method: str, path: str) -> str:
         if _METHODS[kind] == method and pattern.match(path):
             return kind
     return "other"
+
+
+def blob_sha(data: bytes) -> str:
+    """Git's blob SHA of `data`, as the contents API reports it."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

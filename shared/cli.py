@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     status = what.add_parser("status", parents=[output], help="last outcome per Target and app (status store)")
     status.add_argument("--target", help="only this Target")
     status.set_defaults(run=cmd_get_status)
+    images = what.add_parser("images", parents=[output], help="last image update per opted-in manifest")
+    images.add_argument("--target", help="only this Target")
+    images.set_defaults(run=cmd_get_images)
     apps = what.add_parser("apps", parents=[output], help="apps in Git with their live state")
     apps.set_defaults(run=cmd_get_apps)
     source = what.add_parser("source", parents=[output], help="the Git source and its head")
@@ -251,6 +254,14 @@ def cmd_get_status(args: argparse.Namespace) -> int:
         _table([{**a, "revision": (a["revision"] or "")[:12]} for a in body["apps"]],
                ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
     return _reply(_pipeline().status(args.target), args.output, show)
+
+
+def cmd_get_images(args: argparse.Namespace) -> int:
+    from shared.pipeline import Reply
+
+    images = _pipeline().status(args.target).body["images"]
+    return _reply(Reply(200, {"images": images}), args.output,
+                  lambda b: _table(b["images"], ("target", "app", "action", "from", "to", "at", "message")))
 
 
 def _print_result(result) -> None:

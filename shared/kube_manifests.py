@@ -11,6 +11,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from shared import image_policy
 from shared.manifests import DNS_LABEL, Problem, locate, parse_documents
 
 CLUSTER_SCOPED = frozenset({
@@ -145,6 +146,9 @@ def _read_object(doc: Any, file: str, index: int, default_namespace: str, cluste
             if doc.get(field):
                 count = len(doc[field]) if isinstance(doc[field], Mapping) else 1
                 found.append(((field,), f"Secret '{name}' holds {count} plaintext value(s); {SECRET_GUIDANCE}"))
+    containers = image_policy.WORKLOAD_CONTAINERS.get(kind)
+    found += image_policy.read_policy(meta.get("annotations"), image_policy.container_names(doc, containers or ()),
+                                      workload=containers is not None)[1]
     body = copy.deepcopy(dict(doc))
     body["metadata"] = dict(body["metadata"])
     if namespace:

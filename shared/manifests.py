@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from shared import sizes
+from shared import image_policy, sizes
 
 API_VERSION = "driftless.io/v1alpha1"
 SYNOSCD_API_VERSION = "synoscd.io/v1alpha1"
@@ -141,6 +141,7 @@ class App:
     suspend: bool = False
     managed: bool = True
     api_version: str = API_VERSION
+    annotations: Mapping[str, str] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -372,6 +373,12 @@ def _read_app(doc: Any, check: _Check) -> App | None:
     if name and "--" in name:
         check.add(("metadata", "name"), f"'{name}' is not valid: '--' is not allowed in a Container App name")
     labels = meta.get("labels") or {}
+    annotations = meta.get("annotations")
+    if annotations is not None and not isinstance(annotations, Mapping):
+        check.add(("metadata", "annotations"), f"must be a mapping, got {_kind(annotations)}")
+    for path, message in image_policy.read_policy(
+            annotations, image_policy.container_names(doc, image_policy.APP_CONTAINERS))[1]:
+        check.add(path, message)
     spec_fields = ["containers", "secrets", "registries", "identity", "ingress", "scale", "suspend"]
     if synoscd:
         spec_fields.append("environment")
@@ -394,6 +401,7 @@ def _read_app(doc: Any, check: _Check) -> App | None:
         suspend=check.boolean(spec.get("suspend"), ("spec", "suspend"), False),
         managed=(not synoscd) or (isinstance(labels, Mapping) and str(labels.get(SYNOSCD_MANAGED_LABEL)).lower() == "true"),
         api_version=api_version,
+        annotations=dict(annotations) if isinstance(annotations, Mapping) else None,
     )
     return app if name else None
 

@@ -24,6 +24,7 @@ from shared.webhook import MAX_BODY, ignore_reason, load_json, parse_push, signa
 
 if TYPE_CHECKING:
     from shared.callbacks import Callbacks
+    from shared.image_update import ImageUpdates
 
 log = logging.getLogger("driftless.pipeline")
 
@@ -54,6 +55,7 @@ class Pipeline:
         self.env = env
         self._reconciler: Reconciler | None = None
         self._callbacks: "Callbacks | None" = None
+        self._images: "ImageUpdates | None" = None
         self._lock = threading.Lock()
         self.github_token = github_token(settings, self.secrets)
 
@@ -66,6 +68,16 @@ class Pipeline:
 
                 self._callbacks = Callbacks(self)
             return self._callbacks
+
+    @property
+    def images(self) -> "ImageUpdates":
+        """Image update automation: app repository events and the `image-updates` queue."""
+        with self._lock:
+            if self._images is None:
+                from shared.image_update import ImageUpdates
+
+                self._images = ImageUpdates(self)
+            return self._images
 
     @property
     def reconciler(self) -> Reconciler:
@@ -121,6 +133,8 @@ class Pipeline:
             return Reply(400, {"error": str(exc)})
         if event == "ping":
             return Reply(200, {"ok": "pong"})
+        if self.images.handles(event, payload):
+            return self.images.webhook(event, payload, delivery)
         if event != "push":
             return Reply(202, {"ignored": f"event '{event}' is not handled"})
         push = parse_push(payload)
@@ -170,7 +184,7 @@ class Pipeline:
         return Reply(202, {"jobs": [{"id": j.id, "target": j.target, "app": j.app} for j in jobs]})
 
     def status(self, target: str | None = None) -> Reply:
-        return Reply(200, self.store.status(target))
+        return Reply(200, {**self.store.status(target), "images": self.images.status(target)})
 
     def suspend(self, app: str) -> Reply:
         """Suspend a Container App (by name) or a Kubernetes object (`Kind/namespace/name`) at runtime."""

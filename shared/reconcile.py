@@ -143,7 +143,8 @@ class _Apply:
                             planned=step.kind) as span:
             outcome = self._run(step)
             if span is not None:
-                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy)})
+                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                     "reason": outcome.reason[:500]})
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
 

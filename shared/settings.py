@@ -53,6 +53,9 @@ class Settings:
     phase_key_name: str = "driftless-phase-key"
     feedback: str | None = None
     kubeconfig: str | None = None
+    image_schedule: str = "0 */30 * * * *"
+    manifests_github_repo: str | None = None
+    image_notify_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -115,6 +118,9 @@ class Settings:
             phase_key_name=text("DRIFTLESS_PHASE_KEY_NAME", "driftless-phase-key"),
             feedback=text("DRIFTLESS_FEEDBACK"),
             kubeconfig=text("DRIFTLESS_KUBECONFIG"),
+            image_schedule=text("DRIFTLESS_IMAGE_SCHEDULE", "0 */30 * * * *"),
+            manifests_github_repo=text("DRIFTLESS_MANIFESTS_GITHUB_REPO"),
+            image_notify_url=text("DRIFTLESS_IMAGE_NOTIFY_URL"),
         )
         if problems:
             raise SettingsError(problems)

@@ -194,6 +194,10 @@ class Store:
         row = self._get(partition, key)
         return None if row is None else row.get("value")
 
+    def recall_all(self, partition: str) -> dict[str, str]:
+        """Every remembered raw record of `partition` (row key -> what `recall` returns)."""
+        return {e["RowKey"]: e["value"] for e in self._query(partition) if e.get("value") is not None}
+
     def restore(self, partition: str, key: str, previous: str | None) -> None:
         """Undo a swap whose work failed."""
         if previous is None:

@@ -61,11 +61,15 @@ def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
 
     assert set(FUNCTIONS) == {"scheduled_reconcile", "github_webhook", "reconcile_worker", "manual_reconcile",
                               "status", "suspend_app", "resume_app", "health", "gitops_phase", "phase_forwarder",
-                              "abandoned_pull_requests"}
+                              "abandoned_pull_requests", "scheduled_image_updates", "image_update_worker"}
     phases = next(b for b in FUNCTIONS["phase_forwarder"].get_bindings() if b.type == "queueTrigger")
     assert phases.queue_name == PHASE_QUEUE == function_app.PHASE_QUEUE
     queue = next(b for b in FUNCTIONS["reconcile_worker"].get_bindings() if b.type == "queueTrigger")
     assert queue.queue_name == storage.RECONCILE_QUEUE == function_app.RECONCILE_QUEUE
+    from shared.image_update import IMAGE_QUEUE
+
+    images = next(b for b in FUNCTIONS["image_update_worker"].get_bindings() if b.type == "queueTrigger")
+    assert images.queue_name == IMAGE_QUEUE == function_app.IMAGE_QUEUE
     routes = {b.route: str(b.auth_level) for f in FUNCTIONS.values() for b in f.get_bindings() if b.type == "httpTrigger"}
     assert routes["github/webhook"].lower().endswith("anonymous")
     assert routes["gitopsphase"].lower().endswith("anonymous")   # phase key or HMAC, checked in shared.callbacks

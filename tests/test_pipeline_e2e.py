@@ -52,7 +52,7 @@ def test_signed_push_applies_the_touched_target_and_status_shows_the_revision(st
     status = api(stack, "GET", "status").json()
     assert status["targets"][0]["revision"] == head and status["targets"][0]["ok"] is True
     assert {(a["app"], a["action"]) for a in status["apps"]} == {("web", "created")}
-    assert api(stack, "GET", "status", params={"target": "nope"}).json() == {"targets": [], "apps": []}
+    assert api(stack, "GET", "status", params={"target": "nope"}).json() == {"targets": [], "apps": [], "images": []}
     assert requests.get(f"{stack.url}/api/status", timeout=10).status_code == 401
 
 
