@@ -45,6 +45,8 @@ class CiStub:
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)     # (owner/repo, path) -> content
     interleave: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)  # contents another commit
     #                                                 writes just before our next PUT of that file lands
+    hooks: dict[int, dict[str, Any]] = field(default_factory=dict)        # id -> hook as GitHub returns it
+    hook_secrets: dict[int, str] = field(default_factory=dict)            # id -> secret (GitHub never returns it)
     url: str = ""
 
     def start(self) -> "CiStub":
@@ -98,6 +100,39 @@ class CiStub:
         return getattr(self, f"_{kind}")(match, body)
 
     # --- GitHub ------------------------------------------------------------------------------
+    def _github_repo(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo = match.groups()
+        url = f"{self.url}/repos/{owner}/{repo}"
+        return 200, {"id": 1, "name": repo, "full_name": f"{owner}/{repo}", "url": url,
+                     "hooks_url": f"{url}/hooks", "owner": {"login": owner}}
+
+    def _github_hooks(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return 200, list(self.hooks.values())
+
+    def _github_hook_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        number = len(self.hooks) + 1
+        return 201, self._store_hook(number, f"{self.url}/repos/{match.group(1)}/{match.group(2)}/hooks/{number}", body)
+
+    def _github_hook_edit(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        number = int(match.group(3))
+        if number not in self.hooks:
+            return 404, {"message": "Not Found"}
+        return 200, self._store_hook(number, self.hooks[number]["url"], body)
+
+    def _github_hook_ping(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        return (204, None) if int(match.group(3)) in self.hooks else (404, {"message": "Not Found"})
+
+    def _store_hook(self, number: int, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        config = dict(body.get("config") or {})
+        if "secret" in config:
+            self.hook_secrets[number] = config["secret"]
+            config["secret"] = "********"
+        self.hooks[number] = {"id": number, "url": url, "type": "Repository", "name": "web",
+                              "active": body.get("active", True), "events": body.get("events", ["push"]),
+                              "config": config, "ping_url": f"{url}/pings",
+                              "last_response": {"code": None, "status": "unused", "message": None}}
+        return self.hooks[number]
+
     def _github_commit(self, match: re.Match, body: Any) -> tuple[int, Any]:
         owner, repo, sha = match.groups()
         if sha not in self.commits:
@@ -186,6 +221,11 @@ class CiStub:
 
 
 _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
+    ("github_repo", re.compile(r"^/repos/([^/]+)/([^/]+)$")),
+    ("github_hooks", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks$")),
+    ("github_hook_create", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks$")),
+    ("github_hook_edit", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks/(\d+)$")),
+    ("github_hook_ping", re.compile(r"^/repos/([^/]+)/([^/]+)/hooks/(\d+)/pings$")),
     ("github_commit", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([0-9a-f]+)$")),
     ("github_status", re.compile(r"^/repos/([^/]+)/([^/]+)/statuses/([0-9a-f]+)$")),
     ("github_dispatch", re.compile(r"^/repos/([^/]+)/([^/]+)/dispatches$")),
@@ -202,7 +242,8 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("subscriber", re.compile(r"^/subscribers/([^/]+)$")),
 )
 _QUERIED = {"github_runs", "github_contents_get"}
-_METHODS = {"github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "github_branch": "GET",
+_METHODS = {"github_repo": "GET", "github_hooks": "GET", "github_hook_create": "POST", "github_hook_edit": "PATCH",
+            "github_hook_ping": "POST", "github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "github_branch": "GET",
             "github_runs": "GET", "github_contents_get": "GET", "github_contents_put": "PUT", "azdo_status": "POST",
             "azdo_commit": "GET", "azdo_pr_properties": "GET", "azdo_pr_list": "GET", "azdo_plan_event": "POST",
             "azdo_plan": "GET", "subscriber": "POST"}

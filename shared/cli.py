@@ -67,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("name", help="the app")
         command.set_defaults(run=cmd_suspend if verb == "suspend" else cmd_resume)
 
+    webhook = commands.add_parser("webhook", help="register Driftless's webhook on a GitHub repository")
+    hooks = webhook.add_subparsers(dest="hook", required=True)
+    for verb, text in (("register", "create or update the webhook (idempotent)"), ("list", "the repository's webhooks"),
+                       ("ping", "ask GitHub to ping the webhook")):
+        command = hooks.add_parser(verb, parents=[output], help=text)
+        command.add_argument("--repo", required=True, help="owner/name on GitHub")
+        if verb != "list":
+            command.add_argument("--url", default=os.environ.get("DRIFTLESS_WEBHOOK_URL"),
+                                 help="the webhook URL (default: DRIFTLESS_WEBHOOK_URL; the Bicep output WEBHOOK_URL)")
+        if verb == "register":
+            command.add_argument("--events", default="push", help="comma-separated events (default: push; "
+                                 "app repositories for image updates: push,workflow_run)")
+            command.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+        command.set_defaults(run=cmd_webhook)
+
     get = commands.add_parser("get", help="show apps, the Git source or the stored status")
     what = get.add_subparsers(dest="what", required=True)
     status = what.add_parser("status", parents=[output], help="last outcome per Target and app (status store)")
@@ -262,6 +277,38 @@ def cmd_get_images(args: argparse.Namespace) -> int:
     images = _pipeline().status(args.target).body["images"]
     return _reply(Reply(200, {"images": images}), args.output,
                   lambda b: _table(b["images"], ("target", "app", "action", "from", "to", "at", "message")))
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from shared import github_webhooks
+    from shared.reconcile import github_token
+    from shared.secrets import Secrets
+
+    settings = Settings.from_env()
+    secrets = Secrets(settings)
+    token = github_token(settings, secrets)()
+    if args.hook != "list" and not args.url:
+        print("driftless: --url (or DRIFTLESS_WEBHOOK_URL) is required", file=sys.stderr)
+        return EXIT_USAGE
+    if args.hook == "list":
+        rows = github_webhooks.list_hooks(repo_name=args.repo, api_url=settings.github_api_url, token=token)
+        _table(rows, ("id", "url", "events", "active", "lastResponse")) if args.output == "table" else _emit(rows, args.output)
+        return EXIT_OK
+    if args.hook == "ping":
+        hook = github_webhooks.ping(repo_name=args.repo, url=args.url, api_url=settings.github_api_url, token=token)
+        print(f"ping sent to webhook {hook}")
+        return EXIT_OK
+    result = github_webhooks.register(repo_name=args.repo, url=args.url, events=args.events.split(","),
+                                      secrets=secrets, secret_name=settings.webhook_secret_name,
+                                      api_url=settings.github_api_url, token=token, dry_run=args.dry_run)
+    if args.output == "table":
+        verb = {"create": "would create" if args.dry_run else "created",
+                "update": "would update" if args.dry_run else "updated", "unchanged": "unchanged"}[result["action"]]
+        print(f"{args.repo}: webhook {result['url']} {verb} (events: {', '.join(result['events'])}; "
+              f"secret {result['secret']})")
+    else:
+        _emit(result, args.output)
+    return EXIT_OK
 
 
 def _print_result(result) -> None:

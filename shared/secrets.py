@@ -67,6 +67,23 @@ class Secrets:
                 self._cache[name] = (self._clock() + self._settings.secret_ttl, value)
             return value
 
+    def put(self, name: str, value: str) -> None:
+        """Store a new version of `name` in Key Vault (and cache it). Without a vault there is nowhere safe
+        to keep a generated secret, so this raises SecretsUnavailable asking for the variable instead."""
+        if not self._settings.keyvault_url:
+            raise SecretsUnavailable(f"no Key Vault is configured (DRIFTLESS_KEYVAULT_URL); set "
+                                     f"{name.upper().replace('-', '_')} yourself")
+        from azure.core.exceptions import AzureError
+
+        _LOG.debug("storing secret %s in Key Vault", name)
+        try:
+            self._secret_client().set_secret(name, value)
+        except AzureError as exc:
+            raise SecretsUnavailable(f"Key Vault {self._settings.keyvault_url} refused storing secret '{name}': "
+                                     f"{_reason(exc)}") from exc
+        with self._lock:
+            self._cache[name] = (self._clock() + self._settings.secret_ttl, value)
+
     def webhook_secret(self) -> str | None:
         """get(settings.webhook_secret_name)."""
         return self.get(self._settings.webhook_secret_name)

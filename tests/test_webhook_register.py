@@ -1,0 +1,70 @@
+"""`driftless webhook register|list|ping` against the GitHub stub (real PyGithub) and the Key Vault stub."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devtools.ci_stub import CiStub
+from shared.cli import main
+
+URL = "https://driftless-func.azurewebsites.net/api/github/webhook"
+
+
+@pytest.fixture
+def github(vault, monkeypatch):
+    stub = CiStub().start()
+    vault.reset()
+    for key, value in {"DRIFTLESS_GITHUB_API_URL": stub.url, "DRIFTLESS_KEYVAULT_URL": vault.url,
+                       "DRIFTLESS_EMULATOR_TOKEN": "test-token", "REQUESTS_CA_BUNDLE": vault.ca_path,
+                       "DRIFTLESS_GIT_TOKEN_NAME": "driftless-git-token"}.items():
+        monkeypatch.setenv(key, value)
+    vault.set_secret("driftless-git-token", "ghp-register-test")
+    yield stub
+    stub.stop()
+
+
+def writes(stub) -> list[str]:
+    return [f"{c.method} {c.path}" for c in stub.calls if c.method != "GET"]
+
+
+def test_register_generates_the_secret_into_key_vault_and_is_idempotent(github, vault, capsys):
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
+    out = capsys.readouterr().out
+    hook = github.hooks[1]
+    assert hook["config"]["url"] == URL and hook["config"]["content_type"] == "json"
+    assert hook["config"]["insecure_ssl"] == "0" and hook["events"] == ["push"] and hook["active"]
+    stored = vault.values()["driftless-webhook-secret"]
+    assert github.hook_secrets[1] == stored and len(stored) >= 40
+    assert stored not in out and "created" in out
+    before = writes(github)
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
+    assert "unchanged" in capsys.readouterr().out and writes(github) == before
+
+
+def test_dry_run_changes_nothing_anywhere(github, vault, capsys):
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL, "--dry-run", "-o", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["action"] == "create" and result["dryRun"] is True
+    assert writes(github) == [] and "driftless-webhook-secret" not in vault.values()
+
+
+def test_an_existing_hook_with_other_events_is_updated_with_the_vaults_secret(github, vault, capsys):
+    vault.set_secret("driftless-webhook-secret", "kept-in-the-vault")
+    github._store_hook(1, f"{github.url}/repos/contoso/app/hooks/1",
+                       {"config": {"url": URL, "content_type": "form"}, "events": ["push"]})
+    assert main(["webhook", "register", "--repo", "contoso/app", "--url", URL, "--events", "push,workflow_run"]) == 0
+    assert writes(github) == ["PATCH /repos/contoso/app/hooks/1"]
+    assert github.hooks[1]["events"] == ["push", "workflow_run"] and github.hooks[1]["config"]["content_type"] == "json"
+    assert github.hook_secrets[1] == "kept-in-the-vault"
+
+
+def test_list_and_ping(github, capsys):
+    assert main(["webhook", "ping", "--repo", "contoso/gitops", "--url", URL]) == 1     # nothing registered yet
+    assert "webhook register" in capsys.readouterr().err
+    main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL])
+    assert main(["webhook", "list", "--repo", "contoso/gitops", "-o", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert listed == [{"id": 1, "url": URL, "events": ["push"], "active": True, "lastResponse": "unused"}]
+    assert main(["webhook", "ping", "--repo", "contoso/gitops", "--url", URL]) == 0
+    assert writes(github)[-1] == "POST /repos/contoso/gitops/hooks/1/pings"
