@@ -43,7 +43,7 @@ def test_an_event_without_a_commit_is_understood_but_has_none():
 
 def test_current_new_artifact_is_pending():
     event = parse_flux(flux(kind="GitRepository", reason="NewArtifact",
-                            message=f"stored artifact for commit 'Update podinfo'",
+                            message="stored artifact for commit 'Update podinfo'",
                             metadata={"revision": f"main@sha1:{SHA}"}))
     assert (event.state, event.finished, event.context) == ("pending", False, "flux/flux-system/GitRepository/apps")
 

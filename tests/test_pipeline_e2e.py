@@ -18,7 +18,7 @@ from devtools.git_server import GitServer
 from shared import storage
 from shared.jobs import new_job
 from shared.webhook import sign
-from tests.conftest import GIT_TOKEN, KEY, WEBHOOK_SECRET, app_yaml, writes, GROUP, SUBSCRIPTION
+from tests.conftest import GROUP, KEY, SUBSCRIPTION, WEBHOOK_SECRET, app_yaml, writes
 
 def queued(name: str = storage.RECONCILE_QUEUE) -> list[str]:
     return [m.content for m in storage.queue(name).peek_messages(max_messages=32)]

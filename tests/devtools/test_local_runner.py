@@ -197,7 +197,7 @@ def test_fire_timer_invokes_synchronously(runner):
 
 def test_background_pump_and_timer_schedule(make_runner, azurite, monkeypatch):
     monkeypatch.setenv("TEST_SCHEDULE", "* * * * * *")  # every second
-    runner = make_runner(pump=True, timers=True)
+    make_runner(pump=True, timers=True)
     queue(azurite, "jobs", base64_text=True).send_message("background")
     deadline = time.monotonic() + 10
     while not (SEEN["work"] and len(SEEN["tick"]) >= 2) and time.monotonic() < deadline:
