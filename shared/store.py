@@ -72,17 +72,21 @@ class Store:
         A `complete` pass (all apps, not a dry run) retires jobs requested before it started."""
         now = _now()
         previous = {name_of(e["RowKey"]): e for e in self._query(f"app.{result.target}")}
+        changed = []
         for outcome in result.outcomes:
             old = previous.get(outcome.app, {})
             attempts, next_at = self._backoff_after(outcome, int(old.get("reapply_attempts", 0) or 0), now)
-            self.table.upsert_entity({
+            row = {
                 "PartitionKey": f"app.{result.target}", "RowKey": row_key(outcome.app),
                 "action": outcome.action, "reason": _text(outcome.reason, 4000),
                 "revision": outcome.revision or "", "healthy": "" if outcome.healthy is None else outcome.healthy,
                 "health_reason": _text(outcome.health_reason, 4000), "diff": _text(outcome.diff),
-                "duration_ms": outcome.duration_ms, "updated_at": _iso(now),
                 "reapply_attempts": attempts, "next_reapply_at": next_at,
-            })
+            }
+            if any(old.get(key) != value for key, value in row.items()):   # steady state writes no app row
+                changed.append(("upsert", {**row, "duration_ms": outcome.duration_ms, "updated_at": _iso(now)}))
+        for start in range(0, len(changed), 100):                            # a Table batch holds 100 operations
+            self.table.submit_transaction(changed[start:start + 100])
         summary = result.summary()
         entity = {
             "PartitionKey": "target", "RowKey": result.target, "revision": result.revision or "",

@@ -246,3 +246,18 @@ def test_kubernetes_object_names_work_in_the_status_store(stack):
     assert status["apps"] == [{**status["apps"][0], "app": "Deployment/default/web", "suspended": True}]
     assert store.targets_of_app("Deployment/default/web") == ["aks-prod"]
     assert store.resume("Deployment/default/web") and store.suspended() == set()
+
+
+def test_a_steady_state_pass_rewrites_no_app_row(stack, repo):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    for _ in range(2):                                     # created, then unchanged
+        api(stack, "POST", "reconcile")
+        stack.drain()
+    first = api(stack, "GET", "status").json()
+    api(stack, "POST", "reconcile")
+    stack.drain()
+    second = api(stack, "GET", "status").json()
+    assert second["targets"][0]["finishedAt"] > first["targets"][0]["finishedAt"]
+    assert second["apps"][0]["action"] == "unchanged"
+    assert second["apps"][0]["updatedAt"] == first["apps"][0]["updatedAt"]
