@@ -70,7 +70,7 @@ param schedule string = '0 */5 * * * *'
 
 @minValue(1)
 @description('Parallel writes per pass (DRIFTLESS_CONCURRENCY).')
-param concurrency int = 8
+param concurrency int = 16
 
 @minValue(1)
 @description('Seconds one create/update/delete may take (DRIFTLESS_APPLY_TIMEOUT).')

@@ -34,7 +34,7 @@ class Settings:
     arm_endpoint: str | None = None
     arm_poll_interval: float = 5.0
     apply_timeout: float = 600.0
-    concurrency: int = 8
+    concurrency: int = 16
     git_username: str = "x-access-token"
     github_app_id: str | None = None
     github_app_installation_id: str | None = None
@@ -99,7 +99,7 @@ class Settings:
             arm_endpoint=text("DRIFTLESS_ARM_ENDPOINT"),
             arm_poll_interval=number("DRIFTLESS_ARM_POLL_INTERVAL", 5.0, 0.0),
             apply_timeout=number("DRIFTLESS_APPLY_TIMEOUT", 600.0, 0.1),
-            concurrency=int(number("DRIFTLESS_CONCURRENCY", 8, 1)),
+            concurrency=int(number("DRIFTLESS_CONCURRENCY", 16, 1)),
             git_username=text("DRIFTLESS_GIT_USERNAME", "x-access-token"),
             github_app_id=text("DRIFTLESS_GITHUB_APP_ID"),
             github_app_installation_id=text("DRIFTLESS_GITHUB_APP_INSTALLATION_ID"),
