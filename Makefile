@@ -26,3 +26,7 @@ test: deps
 
 clean:
 	rm -rf $(VENV) node_modules .local
+
+.PHONY: bench
+bench: deps
+	$(BIN)/python -m bench

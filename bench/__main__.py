@@ -1,0 +1,156 @@
+"""`make bench`: run every benchmark part in its own subprocess (bounded in time), then print a summary of
+figures against the targets of issue #8. Exits 0 unless something is functionally broken; never on time.
+
+    python -m bench [--parts cold,pass,source,push] [--sizes 100,500,2000] [--sequential-sizes 100,500]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.common import BenchFailure, ROOT, child_env, machine, ms, python
+
+PARTS = ("cold", "pass", "source", "push")
+TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900}
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    parser.add_argument("--runs", type=int, default=10, help="cold-start subprocess runs (median)")
+    parser.add_argument("--sizes", type=_sizes, default=[100, 500, 2000], help="apps per pass-cost scenario")
+    parser.add_argument("--sequential-sizes", type=_sizes, default=[100, 500],
+                        help="sizes that also get the DRIFTLESS_CONCURRENCY=1 baseline")
+    parser.add_argument("--probe-concurrency", type=int, default=16,
+                        help="what-if full create at the largest sequential size (0: skip)")
+    parser.add_argument("--files", type=int, default=1000, help="manifests in the source benchmark")
+    parser.add_argument("--pushes", type=int, default=50)
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _run_part(args: argparse.Namespace) -> Any:
+    """One part, in this process."""
+    if args.part == "cold":
+        from bench import cold_start
+        return cold_start.run(args.runs)
+    if args.part == "pass":
+        from bench import passes
+        return passes.run(args.sizes, args.sequential_sizes, args.probe_concurrency)
+    if args.part == "source":
+        from bench import source
+        return source.run(args.files)
+    from bench import push
+    return push.run(args.pushes)
+
+
+def _spawn(part: str, argv: list[str], folder: Path) -> tuple[Any, str | None]:
+    """Run one part in a subprocess; (its figures, None) or (None, why it failed)."""
+    result = folder / f"{part}.json"
+    command = [python(), "-m", "bench", *argv, "--part", part, "--result-file", str(result)]
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=child_env({}), timeout=TIMEOUTS[part])
+    except subprocess.TimeoutExpired:
+        return None, f"did not finish within {TIMEOUTS[part]} s"
+    if done.returncode != 0 or not result.exists():
+        return None, f"exited {done.returncode}"
+    return json.loads(result.read_text()), None
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def _cold_rows(cold: dict[str, Any]) -> list[str]:
+    return [f"cold start: function_app indexing adds {cold['added_s'] * 1000:.1f} ms over azure.functions "
+            f"({ms(cold['index_s'])} vs {ms(cold['bare_s'])}; {cold['direct_s'] * 1000:.1f} ms timed directly); "
+            f"target <= 30 ms: {_verdict(cold['added_s'] <= 0.03)}",
+            f"first reconcile of a 1-app Target {ms(cold['first_s'])} vs second {ms(cold['second_s'])} "
+            f"(first-invocation cost {ms(cold['first_s'] - cold['second_s'])}); shared.pipeline import "
+            f"{ms(cold['pipeline_import_s'])}"]
+
+
+def _pass_rows(runs: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for f in runs:
+        n = f["n"]
+        rows.append(
+            f"N={n}: steady pass warm {ms(f['steady_warm_s'])} / cold process {ms(f['steady_cold_s'])}"
+            + (f" (target < 2 s: {_verdict(f['steady_warm_s'] < 2)})" if n == 2000 else "")
+            + f"; ARM {json.dumps(f['steady_calls'])} <= {f['pages_allowed']} pages: "
+            f"{_verdict(f['list_pages'] <= f['pages_allowed'] and set(f['steady_calls']) == {'GET list'})}; "
+            f"writes 0; GitHub REST {f['other_connections']}; peak RSS {f['rss_peak_mb']:.0f} MB "
+            f"(< 150 MB: {_verdict(f['rss_peak_mb'] < 150)})")
+        create = f"N={n}: full create {f['create_s']:.1f} s at concurrency 8"
+        if "speedup" in f:
+            create += (f", {f['create_seq_s']:.1f} s sequential: {f['speedup']:.2f}x"
+                       + (f" (target >= 8x: {_verdict(f['speedup'] >= 8)})" if n == 500 else ""))
+        if "create_probe_s" in f:
+            create += f"; concurrency {f['probe_concurrency']}: {f['create_probe_s']:.1f} s"
+        rows.append(create)
+        rows.append(f"N={n}: one drifted app healed in {ms(f['heal_s'])} with writes {json.dumps(f['heal_writes'])}")
+    return rows
+
+
+def _source_rows(s: dict[str, Any]) -> list[str]:
+    return [f"source ({s['files']} manifests): first fetch + parse {ms(s['first']['total_s'])} "
+            f"({s['first_round_trips']} round trips); unchanged head {ms(s['unchanged']['total_s'])}, "
+            f"{s['unchanged']['round_trips']} round trip, {s['unchanged']['parses']} parses "
+            f"(target: {_verdict(s['unchanged_met'])}); one file changed {ms(s['changed']['total_s'])} "
+            f"(fetch+read {ms(s['changed']['fetch_read_s'])}, parse {ms(s['changed']['parse_s'])})"]
+
+
+def _push_rows(p: dict[str, Any]) -> list[str]:
+    latency, wait = p["stats"]["latency_s"], p["stats"]["queue_wait_s"]
+    return [f"push -> applied over {p['pushes']} pushes: p50 {ms(latency['p50'])}, p95 {ms(latency['p95'])} "
+            f"(target p50 < 1.5 s: {_verdict(latency['p50'] < 1.5)}); of which queue polling wait p50 "
+            f"{ms(wait['p50'])}; work alone p50 {ms(p['work_p50_s'])}, p95 {ms(p['work_p95_s'])}"]
+
+
+ROWS: dict[str, Callable[[Any], list[str]]] = {"cold": _cold_rows, "pass": _pass_rows, "source": _source_rows,
+                                               "push": _push_rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.part:
+        try:
+            figures = _run_part(args)
+        except BenchFailure as exc:
+            print(f"FUNCTIONAL FAILURE in part {args.part}: {exc}", file=sys.stderr, flush=True)
+            return 1
+        Path(args.result_file).write_text(json.dumps(figures))
+        return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    facts = machine()
+    print(f"Driftless benchmarks: nproc {facts['nproc']}, CPU {facts['cpu']}, Python {facts['python']}, "
+          f"{facts['os']}\ncommand: python -m bench {' '.join(argv)}".rstrip(), flush=True)
+    started, summary, failures = time.monotonic(), [], []
+    with tempfile.TemporaryDirectory(prefix="driftless-bench-") as folder:
+        for part in [p for p in PARTS if p in args.parts.split(",")]:
+            figures, failure = _spawn(part, argv, Path(folder))
+            if failure:
+                failures.append(f"{part}: {failure}")
+            else:
+                summary += ROWS[part](figures)
+    print(f"\n=== Summary ({(time.monotonic() - started) / 60:.1f} min)")
+    for row in summary:
+        print(f"- {row}")
+    for failure in failures:
+        print(f"- FAILED {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
