@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark part in its own subprocess (bounded in time), then print a summary of
 figures against the targets of issue #8. Exits 0 unless something is functionally broken; never on time.
 
-    python -m bench [--parts cold,pass,source,push] [--sizes 100,500,2000] [--sequential-sizes 100,500]
+    python -m bench [--parts cold,pass,source,push,phases] [--sizes 100,500,2000] [--sequential-sizes 100,500]
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from bench.common import BenchFailure, ROOT, child_env, machine, ms, python
 
-PARTS = ("cold", "pass", "source", "push")
-TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900}
+PARTS = ("cold", "pass", "source", "push", "phases")
+TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900, "phases": 1500}
 
 
 def _sizes(text: str) -> list[int]:
@@ -31,10 +31,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, default=[100, 500, 2000], help="apps per pass-cost scenario")
     parser.add_argument("--sequential-sizes", type=_sizes, default=[100, 500],
                         help="sizes that also get the DRIFTLESS_CONCURRENCY=1 baseline")
-    parser.add_argument("--probe-concurrency", type=int, default=16,
+    parser.add_argument("--probe-concurrency", type=int, default=0,
                         help="what-if full create at the largest sequential size (0: skip)")
     parser.add_argument("--files", type=int, default=1000, help="manifests in the source benchmark")
     parser.add_argument("--pushes", type=int, default=50)
+    parser.add_argument("--events", type=int, default=200, help="distinct phase events in the throughput run")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -51,8 +52,11 @@ def _run_part(args: argparse.Namespace) -> Any:
     if args.part == "source":
         from bench import source
         return source.run(args.files)
-    from bench import push
-    return push.run(args.pushes)
+    if args.part == "push":
+        from bench import push
+        return push.run(args.pushes)
+    from bench import phases
+    return phases.run(args.events)
 
 
 def _spawn(part: str, argv: list[str], folder: Path) -> tuple[Any, str | None]:
@@ -82,6 +86,8 @@ def _cold_rows(cold: dict[str, Any]) -> list[str]:
 
 
 def _pass_rows(runs: list[dict[str, Any]]) -> list[str]:
+    from bench.passes import DEFAULT_CONCURRENCY
+
     rows = []
     for f in runs:
         n = f["n"]
@@ -92,7 +98,7 @@ def _pass_rows(runs: list[dict[str, Any]]) -> list[str]:
             f"{_verdict(f['list_pages'] <= f['pages_allowed'] and set(f['steady_calls']) == {'GET list'})}; "
             f"writes 0; GitHub REST {f['other_connections']}; peak RSS {f['rss_peak_mb']:.0f} MB "
             f"(< 150 MB: {_verdict(f['rss_peak_mb'] < 150)})")
-        create = f"N={n}: full create {f['create_s']:.1f} s at concurrency 8"
+        create = f"N={n}: full create {f['create_s']:.1f} s at the default concurrency {DEFAULT_CONCURRENCY}"
         if "speedup" in f:
             create += (f", {f['create_seq_s']:.1f} s sequential: {f['speedup']:.2f}x"
                        + (f" (target >= 8x: {_verdict(f['speedup'] >= 8)})" if n == 500 else ""))
@@ -118,8 +124,16 @@ def _push_rows(p: dict[str, Any]) -> list[str]:
             f"{ms(wait['p50'])}; work alone p50 {ms(p['work_p50_s'])}, p95 {ms(p['work_p95_s'])}"]
 
 
+def _phase_rows(p: dict[str, Any]) -> list[str]:
+    return [f"phase events: {p['events'] / p['forward_s']:.1f} events/s forwarded through the queue to the GitHub "
+            f"stub ({p['events']} events, status + dispatch each, {ms(p['forward_s'])}); accepted at "
+            f"{p['events'] / p['accept_s']:.0f}/s; {p['repeats']} identical ReconciliationSucceeded: "
+            f"{p['repeated_dispatches']} dispatch (must be 1: {_verdict(p['repeated_dispatches'] == 1)}), "
+            f"{p['repeated_statuses']} status"]
+
+
 ROWS: dict[str, Callable[[Any], list[str]]] = {"cold": _cold_rows, "pass": _pass_rows, "source": _source_rows,
-                                               "push": _push_rows}
+                                               "push": _push_rows, "phases": _phase_rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
@@ -131,3 +132,48 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 def python() -> str:
     return sys.executable
+
+
+class Marks:
+    """Start/end times of instrumented calls, newest last."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[tuple[float, float]]] = {}
+
+    @contextmanager
+    def wrapped(self, owner: Any, name: str) -> Iterator[None]:
+        original: Callable[..., Any] = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.events.setdefault(name, []).append((started, time.monotonic()))
+
+        setattr(owner, name, timed)
+        try:
+            yield
+        finally:
+            setattr(owner, name, original)
+
+    def count(self, name: str) -> int:
+        return len(self.events.get(name, []))
+
+    def last(self, name: str) -> tuple[float, float]:
+        return self.events[name][-1]
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

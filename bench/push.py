@@ -10,68 +10,22 @@ Phases come from wrapping Pipeline.run_job and Reconciler.reconcile (instrumenta
 from __future__ import annotations
 
 import json
-import os
 import random
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import requests
 
-from bench.common import (ENVIRONMENT, GROUP, POLL_INTERVAL, ROOT, SUBSCRIPTION, TOKEN, app_name, check, median,
-                          ms, percentile, repo_with_apps, wait_until)
+from bench.common import (ENVIRONMENT, GROUP, POLL_INTERVAL, ROOT, SUBSCRIPTION, TOKEN, Marks, app_name, check,
+                          environment, median, ms, percentile, repo_with_apps, wait_until)
 
 APPS = 100
 SECRET = "bench-webhook-secret"
 FUNCTION_KEY = "bench-key"
 P50_TARGET_S = 1.5
-
-
-class _Marks:
-    """Start/end times of instrumented calls, newest last."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, list[tuple[float, float]]] = {}
-
-    @contextmanager
-    def wrapped(self, owner: Any, name: str) -> Iterator[None]:
-        original: Callable[..., Any] = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.monotonic()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.events.setdefault(name, []).append((started, time.monotonic()))
-
-        setattr(owner, name, timed)
-        try:
-            yield
-        finally:
-            setattr(owner, name, original)
-
-    def count(self, name: str) -> int:
-        return len(self.events.get(name, []))
-
-    def last(self, name: str) -> tuple[float, float]:
-        return self.events[name][-1]
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _post_push(url: str, clone_url: str, head: str, path: str) -> requests.Response:
@@ -89,7 +43,7 @@ def _image(emulator: Any, name: str) -> str | None:
     return live["properties"]["template"]["containers"][0]["image"] if live else None
 
 
-def _one_push(index: int, repo: Any, git_url: str, runner: Any, emulator: Any, marks: _Marks) -> dict[str, float]:
+def _one_push(index: int, repo: Any, git_url: str, runner: Any, emulator: Any, marks: Marks) -> dict[str, float]:
     name, image = app_name(index % APPS), f"nginx:push-{index}"
     repo.write_app(name, image)
     head = repo.commit(f"{name} -> {image}")
@@ -143,8 +97,8 @@ def run(pushes: int = 50, seed: int = 8) -> dict[str, Any]:
                 "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": POLL_INTERVAL,
                 "DRIFTLESS_WEBHOOK_SECRET": SECRET, "REQUESTS_CA_BUNDLE": emulator.ca_path, "DRIFTLESS_QUIET": "1",
             }
-            marks = _Marks()
-            with _environment(settings), marks.wrapped(Pipeline, "run_job"), marks.wrapped(Reconciler, "reconcile"):
+            marks = Marks()
+            with environment(settings), marks.wrapped(Pipeline, "run_job"), marks.wrapped(Reconciler, "reconcile"):
                 runner = LocalRunner(function_app.app, connection_string=azurite.connection_string,
                                      host_json=str(ROOT / "host.json"), function_key=FUNCTION_KEY).start(port=0)
                 try:
