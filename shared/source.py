@@ -4,12 +4,17 @@ Remote repositories (HTTPS, or HTTP on loopback for local use) are fetched shall
 into a bare cache repository and read straight from the object store: no checkout, no
 GitHub REST call. Local paths and file:// URLs are read in place. A revision already in the
 cache is never fetched again, so a pass whose head did not move costs one ref lookup.
+
+Each fetch of a new revision adds one pack (a whole snapshot at depth 1). The cache keeps at most
+MAX_CACHED_PACKS of them: the fetch that would exceed it starts a fresh cache instead, which costs
+no more than the fetch it replaces, so the disk used stays bounded on a long-lived instance.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +22,17 @@ from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_CACHED_PACKS = 8
+"""Snapshots kept per repository cache (enough for the revisions a webhook and its workers read)."""
+
+_cache_locks: dict[str, threading.Lock] = {}
+_cache_locks_guard = threading.Lock()
+
+
+def _cache_lock(folder: str) -> threading.Lock:
+    """One lock per cache folder, shared by every GitSource of this process that uses it."""
+    with _cache_locks_guard:
+        return _cache_locks.setdefault(folder, threading.Lock())
 
 
 class SourceError(RuntimeError):
@@ -51,7 +67,6 @@ class GitSource:
     password: Callable[[], str | None] = field(default=lambda: None, repr=False)
     cache_dir: str | None = None
     stats: SourceStats = field(default_factory=SourceStats)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def ref(self) -> bytes:
@@ -81,23 +96,11 @@ class GitSource:
 
     def read(self, path: str, revision: str) -> dict[str, bytes] | None:
         """YAML files under `path` at `revision` (repository-relative name -> bytes); None if `path` is absent."""
-        repo = self._local_repo() if _is_local(self.url) else self._fetched(revision)
-        tree = repo[repo[revision.encode()].tree]
-        prefix = path.strip("/")
-        for part in [p for p in prefix.split("/") if p]:
-            try:
-                mode, sha = tree[part.encode()]
-            except KeyError:
-                return None
-            if not mode & 0o040000:
-                return None
-            tree = repo[sha]
-        files: dict[str, bytes] = {}
-        for entry in repo.object_store.iter_tree_contents(tree.id):
-            name = entry.path.decode("utf-8", "replace")
-            if name.endswith(MANIFEST_SUFFIXES):
-                files[f"{prefix}/{name}" if prefix else name] = repo[entry.sha].data
-        return files
+        if _is_local(self.url):
+            return _files(self._local_repo(), revision, path)
+        folder = self._cache_folder()
+        with _cache_lock(folder):                 # a fetch may replace the cache; never read it meanwhile
+            return _files(self._fetched(folder, revision), revision, path)
 
     def _local_repo(self):
         from dulwich.repo import Repo
@@ -115,23 +118,56 @@ class GitSource:
         return get_transport_and_path(self.url, username=self.username if password else None,
                                       password=password or None, quiet=True)
 
-    def _fetched(self, revision: str):
-        """The bare cache repository, holding `revision` (fetched shallow when missing)."""
+    def _cache_folder(self) -> str:
+        return os.path.join(self.cache_dir or os.path.join(tempfile.gettempdir(), "driftless-git"),
+                            hashlib.sha256(redact(self.url).encode()).hexdigest()[:16])
+
+    def _fetched(self, folder: str, revision: str):
+        """The bare cache repository in `folder`, holding `revision` (fetched shallow when missing).
+        The caller holds `_cache_lock(folder)`."""
         from dulwich.repo import Repo
 
-        folder = os.path.join(self.cache_dir or os.path.join(tempfile.gettempdir(), "driftless-git"),
-                              hashlib.sha256(redact(self.url).encode()).hexdigest()[:16])
-        with self._lock:
-            repo = Repo(folder) if os.path.exists(os.path.join(folder, "objects")) else _init_bare(folder)
-            if revision.encode() in repo.object_store:
-                return repo
-            self.stats.fetches += 1
-            try:
-                client, path = self._client()
-                client.fetch(path, repo, determine_wants=lambda refs, depth=None: [revision.encode()], depth=1)
-            except Exception as exc:
-                raise SourceError(f"cannot fetch {self.display_url}@{revision[:12]}: {_describe(exc, self)}") from None
+        repo = Repo(folder) if os.path.exists(os.path.join(folder, "objects")) else _init_bare(folder)
+        if revision.encode() in repo.object_store:
             return repo
+        if _pack_count(folder) >= MAX_CACHED_PACKS:
+            repo.close()
+            shutil.rmtree(folder)
+            repo = _init_bare(folder)
+        self.stats.fetches += 1
+        try:
+            client, path = self._client()
+            client.fetch(path, repo, determine_wants=lambda refs, depth=None: [revision.encode()], depth=1)
+        except Exception as exc:
+            raise SourceError(f"cannot fetch {self.display_url}@{revision[:12]}: {_describe(exc, self)}") from None
+        return repo
+
+
+def _files(repo, revision: str, path: str) -> dict[str, bytes] | None:
+    """YAML files under `path` in `repo` at `revision`; None if `path` is absent or not a folder."""
+    tree = repo[repo[revision.encode()].tree]
+    prefix = path.strip("/")
+    for part in [p for p in prefix.split("/") if p]:
+        try:
+            mode, sha = tree[part.encode()]
+        except KeyError:
+            return None
+        if not mode & 0o040000:
+            return None
+        tree = repo[sha]
+    files: dict[str, bytes] = {}
+    for entry in repo.object_store.iter_tree_contents(tree.id):
+        name = entry.path.decode("utf-8", "replace")
+        if name.endswith(MANIFEST_SUFFIXES):
+            files[f"{prefix}/{name}" if prefix else name] = repo[entry.sha].data
+    return files
+
+
+def _pack_count(folder: str) -> int:
+    try:
+        return sum(name.endswith(".pack") for name in os.listdir(os.path.join(folder, "objects", "pack")))
+    except FileNotFoundError:
+        return 0
 
 
 def _init_bare(folder: str):

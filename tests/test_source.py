@@ -6,7 +6,7 @@ import pytest
 from devtools.git_server import GitServer
 from shared.reconcile import Reconciler
 from shared.settings import Settings
-from shared.source import GitSource, SourceError
+from shared.source import MAX_CACHED_PACKS, GitSource, SourceError
 from tests.conftest import app_yaml
 
 
@@ -57,6 +57,22 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     assert reconciler.source.head() == moved
     reconciler.source.read("apps", moved)
     assert reconciler.source.stats.fetches == 2
+
+
+def test_the_cache_keeps_a_bounded_number_of_snapshots(served, repo, tmp_path):
+    source = GitSource(served.url, "main", cache_dir=str(tmp_path / "cache"))
+    packs = lambda: sorted((next((tmp_path / "cache").iterdir()) / "objects" / "pack").glob("*.pack"))  # noqa: E731
+    heads, counts = [], []
+    for index in range(2 * MAX_CACHED_PACKS + 1):
+        repo.write("apps/web.yaml", app_yaml("web", image=f"nginx:{index}"))
+        heads.append(repo.commit(f"push {index}"))
+        assert b"nginx:%d" % index in source.read("apps", heads[-1])["apps/web.yaml"]
+        counts.append(len(packs()))
+    assert max(counts) == MAX_CACHED_PACKS                       # grew to the bound, never past it
+    assert counts[MAX_CACHED_PACKS] == 1                         # the fetch past the bound started afresh
+    assert source.stats.fetches == len(heads)
+    assert b"nginx:%d" % (len(heads) - 1) in source.read("apps", heads[-1])["apps/web.yaml"]
+    assert source.stats.fetches == len(heads)                    # the head is still cached after a fresh start
 
 
 def test_missing_branch_and_unreachable_remote_are_clear_and_never_show_the_token(served, tmp_path):
