@@ -104,11 +104,6 @@ param imageSchedule string = '0 */30 * * * *'
 @description('GitHub owner/name the image updater commits to when it is not the GitOps repository (DRIFTLESS_MANIFESTS_GITHUB_REPO).')
 param manifestsGithubRepo string = ''
 
-// Slack-style webhook URLs embed their own credential, so the value is a secure parameter.
-@secure()
-@description('Slack-compatible webhook for image-update notifications (DRIFTLESS_IMAGE_NOTIFY_URL); empty: none.')
-param imageNotifyUrl string = ''
-
 // ----- Key Vault secret NAMES (values are set with az keyvault secret set, never here) -----
 
 param webhookSecretName string = 'driftless-webhook-secret'
@@ -117,6 +112,8 @@ param githubAppKeyName string = 'driftless-github-app-private-key'
 param azdoTokenName string = 'driftless-azdo-token'
 param fluxHmacName string = 'driftless-flux-hmac'
 param phaseKeyName string = 'driftless-phase-key'
+@description('Secret holding the Slack-compatible webhook URL for image-update notifications (the URL embeds a credential); absent: no notifications.')
+param imageNotifyUrlName string = 'driftless-image-notify-url'
 
 @description('Named CI-feedback configs (DRIFTLESS_FEEDBACK, see the main README); tokens are referenced by Key Vault secret name only. Empty: no feedback.')
 param feedback object = {}
@@ -249,7 +246,6 @@ var appSettings = {
   DRIFTLESS_FEEDBACK: empty(feedback) ? '' : string(feedback)
   DRIFTLESS_IMAGE_SCHEDULE: imageSchedule
   DRIFTLESS_MANIFESTS_GITHUB_REPO: manifestsGithubRepo
-  DRIFTLESS_IMAGE_NOTIFY_URL: imageNotifyUrl
   // Secrets: the vault and the secret names; the values live only in Key Vault.
   DRIFTLESS_KEYVAULT_URL: keyVault.outputs.uri
   DRIFTLESS_SECRET_TTL: string(secretTtlSeconds)
@@ -259,6 +255,7 @@ var appSettings = {
   DRIFTLESS_AZDO_TOKEN_NAME: azdoTokenName
   DRIFTLESS_FLUX_HMAC_NAME: fluxHmacName
   DRIFTLESS_PHASE_KEY_NAME: phaseKeyName
+  DRIFTLESS_IMAGE_NOTIFY_URL_NAME: imageNotifyUrlName
 }
 
 // Depends on the storage, Key Vault and monitoring modules (their outputs), so the identity's

@@ -443,10 +443,17 @@ class ImageUpdates:
                       key=lambda r: (r["target"], r["app"]))
 
     def _notify(self, outcome: ImageOutcome) -> None:
-        """POST `{"text": ...}` to DRIFTLESS_IMAGE_NOTIFY_URL; the answer is checked and logged, never raised."""
+        """POST `{"text": ...}` to the URL in secret settings.image_notify_url_name (none: no notification);
+        the answer is checked and logged, never raised."""
         import requests
 
-        url = self.settings.image_notify_url
+        from shared.secrets import SecretsUnavailable
+
+        try:
+            url = self.pipeline.secrets.get(self.settings.image_notify_url_name)
+        except SecretsUnavailable as exc:
+            log.warning("image notification not sent: %s", exc)
+            return
         if not url:
             return
         text = (f"Driftless image update {outcome.action}: {outcome.target}/{outcome.app} "

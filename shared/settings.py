@@ -55,7 +55,7 @@ class Settings:
     kubeconfig: str | None = None
     image_schedule: str = "0 */30 * * * *"
     manifests_github_repo: str | None = None
-    image_notify_url: str | None = field(default=None, repr=False)
+    image_notify_url_name: str = "driftless-image-notify-url"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -120,7 +120,7 @@ class Settings:
             kubeconfig=text("DRIFTLESS_KUBECONFIG"),
             image_schedule=text("DRIFTLESS_IMAGE_SCHEDULE", "0 */30 * * * *"),
             manifests_github_repo=text("DRIFTLESS_MANIFESTS_GITHUB_REPO"),
-            image_notify_url=text("DRIFTLESS_IMAGE_NOTIFY_URL"),
+            image_notify_url_name=text("DRIFTLESS_IMAGE_NOTIFY_URL_NAME", "driftless-image-notify-url"),
         )
         if problems:
             raise SettingsError(problems)

@@ -29,11 +29,11 @@ PATH = "apps/web.yaml"
 
 
 @pytest.fixture
-def ci(stack, monkeypatch):
+def ci(stack, vault, monkeypatch):
     stub = CiStub().start()
     monkeypatch.setenv("DRIFTLESS_GITHUB_API_URL", stub.url)
     monkeypatch.setenv("DRIFTLESS_MANIFESTS_GITHUB_REPO", MANIFESTS)
-    monkeypatch.setenv("DRIFTLESS_IMAGE_NOTIFY_URL", f"{stub.url}/subscribers/slack")
+    vault.set_secret("driftless-image-notify-url", f"{stub.url}/subscribers/slack")
     for name in (IMAGE_QUEUE, IMAGE_QUEUE + storage.POISON_SUFFIX):
         storage.queue(name).clear_messages()
     stub.branches[(APP_REPO, "main")] = NEW
