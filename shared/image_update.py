@@ -213,7 +213,7 @@ class ImageUpdates:
     def followed(self) -> list[Followed]:
         """Every opted-in manifest of every Target at the manifests head."""
         reconciler = self.pipeline.reconciler
-        revision, targets = self.pipeline._targets_at_head()
+        revision, targets = self.pipeline.targets_at_head()
         return [f for t in targets for f in follows(t, reconciler.desired(t, revision)[0])]
 
     def schedule(self) -> list[ImageJob]:
@@ -303,7 +303,7 @@ class ImageUpdates:
             return ImageOutcome(job.target, job.app, action, message, **details)
 
         reconciler = self.pipeline.reconciler
-        revision, targets = self.pipeline._targets_at_head()
+        revision, targets = self.pipeline.targets_at_head()
         target = next((t for t in targets if t.name == job.target), None)
         if target is None:
             return done("skipped", f"Target {job.target} is not declared at {revision[:12]}")

@@ -25,6 +25,7 @@ from shared.webhook import MAX_BODY, ignore_reason, load_json, parse_push, signa
 if TYPE_CHECKING:
     from shared.callbacks import Callbacks
     from shared.image_update import ImageUpdates
+    from shared.manifests import Target
 
 log = logging.getLogger("driftless.pipeline")
 
@@ -92,7 +93,8 @@ class Pipeline:
         log.info("enqueued job %s for target %s (%s)", job.id, job.target, job.reason,
                  extra={"job": job.id, "target": job.target, "reason": job.reason})
 
-    def _targets_at_head(self):
+    def targets_at_head(self) -> tuple[str, list[Target]]:
+        """The branch head and the valid Targets declared there; invalid Target manifests are logged."""
         revision = self.reconciler.source.head()
         targets, problems = self.reconciler.targets(revision)
         for problem in problems:
@@ -102,7 +104,7 @@ class Pipeline:
     # --- producers -----------------------------------------------------------------------
     def schedule(self) -> list[Job]:
         """Timer: one job per Target declared at the branch head."""
-        _, targets = self._targets_at_head()
+        _, targets = self.targets_at_head()
         jobs = [new_job(t.name, "timer") for t in targets]
         for job in jobs:
             self.enqueue(job)
@@ -144,7 +146,7 @@ class Pipeline:
         if delivery and not self.store.claim_delivery(delivery):
             return Reply(200, {"duplicate": delivery})
         try:
-            _, targets = self._targets_at_head()
+            _, targets = self.targets_at_head()
             chosen = touched(push, targets, targets_path=self.settings.targets_path)
             jobs = [new_job(t.name, "push", revision=push.after, delivery=delivery) for t in chosen]
             for job in jobs:
@@ -167,7 +169,7 @@ class Pipeline:
         unknown = set(request) - {"target", "app"}
         if unknown or any(not isinstance(v, str) for v in request.values()):
             return Reply(400, {"error": "body may hold only 'target' and 'app', both strings"})
-        revision, targets = self._targets_at_head()
+        revision, targets = self.targets_at_head()
         if request.get("target"):
             targets = [t for t in targets if t.name == request["target"]]
             if not targets:
@@ -200,7 +202,7 @@ class Pipeline:
         was = self.store.resume(app)
         names = self.store.targets_of_app(app)
         if not names:
-            names = [t.name for t in self._targets_at_head()[1]]
+            names = [t.name for t in self.targets_at_head()[1]]
         jobs = [new_job(name, "manual", app=app) for name in names]
         for job in jobs:
             self.enqueue(job)
@@ -229,7 +231,7 @@ class Pipeline:
             return outcome
 
     def _run_job(self, job: Job, context: dict[str, Any]) -> str:
-        revision, targets = self._targets_at_head()
+        revision, targets = self.targets_at_head()
         target = next((t for t in targets if t.name == job.target), None)
         if target is None:
             log.warning("job %s dropped: Target %s is not declared at %s", job.id, job.target, revision[:12],
