@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import yaml
 
-from shared.container_app import TAG_OWNER, TAG_TARGET, Health
+from shared.container_app import Health
 from shared.credentials import credential
 from shared.diff import diff
 from shared.kube_manifests import FIRST_KINDS, KubeObject, key_of
 from shared.manifests import FluxRef, Problem, Target, names_in_problems
 from shared.outcome import Outcome, PassResult
-from shared.plan import Plan, Step, _plan_prune
+from shared.plan import Plan, Step, plan_prune
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ PRUNE_KINDS = (("v1", "ConfigMap"), ("v1", "Namespace"), ("v1", "PersistentVolum
 """Kinds prune always looks at (with the label selector), besides every kind in Git: so removing the last
 object of a common kind from Git still finds it. A custom kind is found only while Git holds one of it."""
 _VERDICTS = {"create": "created", "update": "updated", "delete": "deleted"}
-_PRUNE_SCOPE = "aks"
 
 Progress = Callable[[int, int, Outcome], None]
 
@@ -334,10 +333,8 @@ class AksTarget:
             for live in api.owned(api_version, kind, self.labels):
                 meta = live["metadata"]
                 owned[key_of(kind, meta.get("namespace"), meta["name"])] = live
-        scoped = [{"name": key, "tags": {TAG_OWNER: self.settings.instance, TAG_TARGET: self.target.name},
-                   "properties": {"managedEnvironmentId": _PRUNE_SCOPE}} for key in owned]
-        prune_steps, verdict = _plan_prune(self.target, self.settings.instance, _PRUNE_SCOPE, scoped,
-                                           {o.key for o in objects} | invalid, bool(problems), len(problems))
+        prune_steps, verdict = plan_prune(self.target, owned, {o.key for o in objects} | invalid, bool(problems),
+                                          len(problems), noun="objects", protected_field="protected")
         steps += [KubeStep(s.app, s.kind, s.reason, live=owned[s.app]) for s in prune_steps
                   if only is None or s.app == only]
         return Plan(steps, bool(problems), verdict)

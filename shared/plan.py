@@ -71,8 +71,9 @@ def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: l
         reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)
         steps.append(Step(name, "failed", f"invalid manifest, not applied: {reasons}"))
     degraded = bool(problems)
-    prune_steps, prune = _plan_prune(target, instance, env_id, live_by_name.values(),
-                                     {a.name for a in apps} | invalid, degraded, len(problems))
+    owned = {r["name"]: r for r in live_by_name.values()
+             if is_owned(r, target, instance) and environment_of(r).lower() == env_id}
+    prune_steps, prune = plan_prune(target, owned, {a.name for a in apps} | invalid, degraded, len(problems))
     steps += prune_steps
     if only is not None:
         steps = [s for s in steps if s.app == only]
@@ -114,24 +115,27 @@ def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instanc
     return Step(app.name, "unchanged", "in sync", [], app, resource, state)
 
 
-def _plan_prune(target: Target, instance: str, env_id: str, live: Iterable[dict[str, Any]],
-                in_git: set[str], degraded: bool, problem_count: int) -> tuple[list[Step], str]:
-    owned = [r for r in live if is_owned(r, target, instance) and environment_of(r).lower() == env_id]
-    orphans = sorted((r for r in owned if r.get("name") not in in_git), key=lambda r: r.get("name"))
+def plan_prune(target: Target, owned: Mapping[str, Any], in_git: set[str], degraded: bool, problem_count: int,
+               *, noun: str = "apps", protected_field: str = "protectedApps") -> tuple[list[Step], str]:
+    """Prune steps for what this Target owns (`owned`: name -> live object) that left Git, and the verdict:
+    "" (nothing to prune), "off", "on", or why nothing is deleted. Deletes only with `prune` on, never on a
+    degraded pass, never a protected name, and never all or more than half of what is owned unless
+    `allowEmpty`. `noun` and `protected_field` name things in the user's words in the reasons."""
+    orphans = sorted(name for name in owned if name not in in_git)
     if not orphans:
         return [], ""
-    names = [r["name"] for r in orphans]
     if not target.prune:
-        return [Step(n, "skipped", "orphan: owned by this Target but not in Git; prune is off") for n in names], "off"
+        return [Step(n, "skipped", "orphan: owned by this Target but not in Git; prune is off") for n in orphans], "off"
     if degraded:
         why = f"prune skipped: the pass is degraded ({problem_count} manifest problem(s)); nothing is deleted"
-        return [Step(n, "skipped", why) for n in names], why
-    steps = [Step(n, "skipped", "orphan, but protected (protectedApps)") for n in names if n in target.protected_apps]
-    candidates = [r for r in orphans if r["name"] not in target.protected_apps]
+        return [Step(n, "skipped", why) for n in orphans], why
+    steps = [Step(n, "skipped", f"orphan, but protected: listed in the Target's {protected_field}") for n in orphans
+             if n in target.protected_apps]
+    candidates = [n for n in orphans if n not in target.protected_apps]
     if candidates and not target.allow_empty and (len(candidates) == len(owned) or len(candidates) * 2 > len(owned)):
         share = "all" if len(candidates) == len(owned) else "more than half"
-        why = (f"prune refused: it would delete {len(candidates)} of {len(owned)} owned apps ({share}); "
+        why = (f"prune refused: it would delete {len(candidates)} of {len(owned)} owned {noun} ({share}); "
                "set allowEmpty: true on the Target to allow it")
-        return steps + [Step(r["name"], "skipped", why, live=r) for r in candidates], why
-    steps += [Step(r["name"], "delete", "owned by this Target and no longer in Git", live=r) for r in candidates]
+        return steps + [Step(n, "skipped", why, live=owned[n]) for n in candidates], why
+    steps += [Step(n, "delete", "owned by this Target and no longer in Git", live=owned[n]) for n in candidates]
     return sorted(steps, key=lambda s: s.app), "on"

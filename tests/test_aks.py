@@ -244,7 +244,7 @@ def test_prune_keeps_protected_and_unowned_objects(repo, kube, cluster):
     repo.commit()
     result = outcomes(pass_of(cluster(prune=True, protected=["ConfigMap/default/d"])))
     assert result["ConfigMap/default/c"].action == "deleted"
-    assert result["ConfigMap/default/d"].action == "skipped" and "protected" in result["ConfigMap/default/d"].reason
+    assert result["ConfigMap/default/d"].action == "skipped" and "listed in the Target's protected" in result["ConfigMap/default/d"].reason
     assert result["ConfigMap/default/a"].action == "failed" and "driftless.io/target=other" in result["ConfigMap/default/a"].reason
     assert kube.get("/api/v1/namespaces/default/configmaps/d") is not None
 
@@ -268,7 +268,7 @@ def test_removing_everything_is_refused_unless_allow_empty(repo, kube, cluster):
         repo.remove(f"k8s/{name}")
     repo.commit()
     refused = pass_of(cluster(prune=True))
-    assert "prune refused" in refused.prune and "2 of 2" in refused.prune and "allowEmpty" in refused.prune
+    assert "prune refused" in refused.prune and "2 of 2 owned objects" in refused.prune and "allowEmpty" in refused.prune
     assert "DELETE" not in [c.method for c in kube.writes()]
     allowed = outcomes(pass_of(cluster(prune=True, allowEmpty=True)))
     assert allowed["ConfigMap/default/a"].action == "deleted" and allowed["ConfigMap/default/b"].action == "deleted"

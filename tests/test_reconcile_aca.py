@@ -137,7 +137,7 @@ def test_prune_never_touches_protected_unowned_other_target_or_other_environment
     result = sync(driftless(DRIFTLESS_PRUNE="true", DRIFTLESS_PROTECTED_APPS="guarded"))["default"]
     by_app = outcomes(result)
     assert by_app["delta"].action == "deleted"
-    assert by_app["guarded"].action == "skipped" and "protected" in by_app["guarded"].reason
+    assert by_app["guarded"].action == "skipped" and "listed in the Target's protectedApps" in by_app["guarded"].reason
     for name in ("guarded", "handmade", "theirs", "elsewhere", "other-instance"):
         assert aca.app(SUBSCRIPTION, GROUP, name) is not None, name
     assert not {"handmade", "theirs", "elsewhere", "other-instance"} & set(by_app)
