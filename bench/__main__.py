@@ -114,7 +114,8 @@ def _source_rows(s: dict[str, Any]) -> list[str]:
             f"({s['first_round_trips']} round trips); unchanged head {ms(s['unchanged']['total_s'])}, "
             f"{s['unchanged']['round_trips']} round trip, {s['unchanged']['parses']} parses "
             f"(target: {_verdict(s['unchanged_met'])}); one file changed {ms(s['changed']['total_s'])} "
-            f"(fetch+read {ms(s['changed']['fetch_read_s'])}, parse {ms(s['changed']['parse_s'])})"]
+            f"(fetch+read {ms(s['changed']['fetch_read_s'])}, load {ms(s['changed']['parse_s'])}, "
+            f"{s['changed_files_parsed']} file parsed)"]
 
 
 def _push_rows(p: dict[str, Any]) -> list[str]:

@@ -7,7 +7,10 @@ applied; callers mark the pass degraded, which in turn forbids prune.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -314,29 +317,64 @@ def locate(data: bytes, problems: list[tuple[int, tuple[Any, ...], str]], file: 
     return located
 
 
-def load_apps(files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
-    """Parse and validate every App in `files`; duplicate names invalidate both copies."""
+class FileCache:
+    """Per-file parse results keyed by file name and content hash, so a commit that changes one file
+    parses one file. Least recently used entries go past `size`; `misses` counts files parsed."""
+
+    def __init__(self, size: int = 10_000):
+        self.size, self.misses = size, 0
+        self._entries: OrderedDict[tuple[str, bytes], tuple[tuple[App, ...], tuple[Problem, ...]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def apps(self, file: str, data: bytes) -> tuple[tuple[App, ...], tuple[Problem, ...]]:
+        """The Apps and problems of one file (parsed now unless this name and content were seen)."""
+        key = (file, hashlib.sha1(data).digest())
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            self.misses += 1
+        parsed = load_app_file(file, data)
+        with self._lock:
+            self._entries[key] = parsed
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return parsed
+
+
+def load_apps(files: Mapping[str, bytes], cache: FileCache | None = None) -> tuple[list[App], list[Problem]]:
+    """Parse and validate every App in `files` (each file through `cache` when given); duplicate names
+    invalidate both copies."""
     apps: list[App] = []
     problems: list[Problem] = []
     for file in sorted(files):
-        documents, syntax = parse_documents(file, files[file])
-        problems += syntax
-        pending: list[tuple[int, tuple[Any, ...], str]] = []
-        app_of: dict[int, str] = {}
-        for index, document in enumerate(documents, start=1):
-            if document is None:
-                continue
-            check = _Check(file, index)
-            app = _read_app(document, check)
-            name = document.get("metadata", {}).get("name") if isinstance(document, dict) and isinstance(document.get("metadata"), dict) else None
-            if isinstance(name, str):
-                app_of[index] = name
-            pending += [(index, path, message) for path, message in check.problems]
-            if app is not None and not check.problems:
-                apps.append(app)
-        if pending:
-            problems += locate(files[file], pending, file, app_of)
+        file_apps, file_problems = cache.apps(file, files[file]) if cache else load_app_file(file, files[file])
+        apps += file_apps
+        problems += file_problems
     return _drop_duplicates(apps, problems)
+
+
+def load_app_file(file: str, data: bytes) -> tuple[tuple[App, ...], tuple[Problem, ...]]:
+    """The valid Apps of one file and its problems (YAML, schema), each located by file, document and line."""
+    documents, syntax = parse_documents(file, data)
+    apps: list[App] = []
+    problems: list[Problem] = list(syntax)
+    pending: list[tuple[int, tuple[Any, ...], str]] = []
+    app_of: dict[int, str] = {}
+    for index, document in enumerate(documents, start=1):
+        if document is None:
+            continue
+        check = _Check(file, index)
+        app = _read_app(document, check)
+        name = document.get("metadata", {}).get("name") if isinstance(document, dict) and isinstance(document.get("metadata"), dict) else None
+        if isinstance(name, str):
+            app_of[index] = name
+        pending += [(index, path, message) for path, message in check.problems]
+        if app is not None and not check.problems:
+            apps.append(app)
+    if pending:
+        problems += locate(data, pending, file, app_of)
+    return tuple(apps), tuple(problems)
 
 
 def _drop_duplicates(apps: list[App], problems: list[Problem]) -> tuple[list[App], list[Problem]]:

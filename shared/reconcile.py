@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from shared import container_app, telemetry
 from shared.aca import ApplyFailed, ContainerApps
-from shared.manifests import App, Problem, Target, load_apps, load_targets
+from shared.manifests import App, FileCache, Problem, Target, load_apps, load_targets
 from shared.outcome import Outcome, PassResult
 from shared.plan import Plan, Step, make_plan
 from shared.settings import Settings
@@ -39,6 +39,7 @@ class Reconciler:
         self.settings = settings
         self.source = source or GitSource(str(settings.repo_url), settings.branch)
         self._parsed: OrderedDict[tuple[str, ...], tuple[list, list[Problem]]] = OrderedDict()
+        self.files = FileCache()
         self._clients: dict[str, ContainerApps] = {}
         self._clusters: dict[str, AksTarget] = {}
         self._lock = threading.Lock()
@@ -52,7 +53,7 @@ class Reconciler:
 
     def desired(self, target: Target, revision: str) -> tuple[list, list[Problem]]:
         """Validated Apps (Kubernetes objects for an aks Target) under the Target's path; parsed once per
-        revision, path and kind of Target."""
+        revision, path and kind of Target (for apps, only the files whose content is new are parsed)."""
         key = (revision, target.path, target.type, target.namespace)
         with self._lock:
             if key in self._parsed:
@@ -68,7 +69,7 @@ class Reconciler:
 
             parsed = load_objects(files or {}, namespace=target.namespace)
         else:
-            parsed = load_apps(files or {})
+            parsed = load_apps(files or {}, self.files)
         with self._lock:
             self._parsed[key] = parsed
             while len(self._parsed) > _PARSE_CACHE_SIZE:

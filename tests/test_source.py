@@ -59,6 +59,22 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     assert reconciler.source.stats.fetches == 2
 
 
+def test_a_changed_head_parses_only_the_files_that_changed(served, repo, tmp_path):
+    settings = Settings.from_env({"DRIFTLESS_REPO_URL": served.url, "AZURE_SUBSCRIPTION_ID": "s",
+                                  "DRIFTLESS_RESOURCE_GROUP": "rg", "DRIFTLESS_ACA_ENVIRONMENT": "env"})
+    reconciler = Reconciler(settings, source=GitSource(served.url, "main", cache_dir=str(tmp_path / "c")))
+    target = reconciler.targets(reconciler.source.head())[0][0]
+    apps, problems = reconciler.desired(target, reconciler.source.head())
+    assert sorted(a.name for a in apps) == ["api", "web"] and problems == [] and reconciler.files.misses == 2
+    repo.write("apps/web.yaml", app_yaml("web", image="nginx:next"))
+    repo.write("apps/dup.yaml", app_yaml("api"))
+    apps, problems = reconciler.desired(target, repo.commit("one file changed, one added"))
+    assert reconciler.files.misses == 4                          # web.yaml and dup.yaml; api.yml came from the cache
+    assert [a.containers[0].image for a in apps if a.name == "web"] == ["nginx:next"]
+    assert "api" not in {a.name for a in apps}                   # duplicates are still found across cached files
+    assert sorted(p.file for p in problems) == ["apps/dup.yaml", "apps/nested/api.yml"]
+
+
 def test_the_cache_keeps_a_bounded_number_of_snapshots(served, repo, tmp_path):
     source = GitSource(served.url, "main", cache_dir=str(tmp_path / "cache"))
     packs = lambda: sorted((next((tmp_path / "cache").iterdir()) / "objects" / "pack").glob("*.pack"))  # noqa: E731
