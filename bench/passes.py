@@ -1,14 +1,12 @@
 """Part 2: pass cost and scaling against the ACA emulator (30 ms per ARM call, 1 s per long-running operation).
 
 For each N: full create with DRIFTLESS_CONCURRENCY=1 (SynosCD's sequential strategy, only for the
-sizes in `sequential`) and with the default 8; then the steady state (no drift: a cold pass in a
+sizes in `sequential`) and with the product default (Settings.concurrency); then the steady state (no drift: a cold pass in a
 fresh process, then a warm one); then one app drifted out of band, healed with exactly one write.
 Each pass runs in its own subprocess (bench/pass_child.py) so the emulator does not share its GIL
 and RSS is the pass's own.
 """
 from __future__ import annotations
-
-from shared.settings import Settings
 
 import json
 import math
@@ -21,6 +19,7 @@ import requests
 
 from bench.common import (ENVIRONMENT, GROUP, POLL_INTERVAL, SUBSCRIPTION, TOKEN, BenchFailure, app_name, check,
                           child_env, engine_env, ms, python, repo_with_apps, wait_until)
+from shared.settings import Settings
 
 LATENCY_S = 0.03
 LRO_S = 1.0

@@ -450,7 +450,7 @@ class ImageUpdates:
         from shared.secrets import SecretsUnavailable
 
         try:
-            url = self.pipeline.secrets.get(self.settings.image_notify_url_name)
+            url = (self.pipeline.secrets.get(self.settings.image_notify_url_name) or "").strip()
         except SecretsUnavailable as exc:
             log.warning("image notification not sent: %s", exc)
             return

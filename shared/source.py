@@ -3,11 +3,13 @@
 Remote repositories (HTTPS, or HTTP on loopback for local use) are fetched shallow (depth 1)
 into a bare cache repository and read straight from the object store: no checkout, no
 GitHub REST call. Local paths and file:// URLs are read in place. A revision already in the
-cache is never fetched again, so a pass whose head did not move costs one ref lookup.
+cache is not fetched again, so a pass whose head did not move costs one ref lookup.
 
 Each fetch of a new revision adds one pack (a whole snapshot at depth 1). The cache keeps at most
 MAX_CACHED_PACKS of them: the fetch that would exceed it starts a fresh cache instead, which costs
 no more than the fetch it replaces, so the disk used stays bounded on a long-lived instance.
+Fetches and reads of one cache hold a lock shared by the threads of this process and, through a lock
+file, by other processes on the same machine (flock; on systems without it, threads only).
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import re
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -29,10 +32,24 @@ _cache_locks: dict[str, threading.Lock] = {}
 _cache_locks_guard = threading.Lock()
 
 
-def _cache_lock(folder: str) -> threading.Lock:
-    """One lock per cache folder, shared by every GitSource of this process that uses it."""
+@contextmanager
+def cache_lock(folder: str) -> Iterator[None]:
+    """Hold the cache folder's lock: one per folder in this process, plus `flock` on `<folder>.lock`."""
     with _cache_locks_guard:
-        return _cache_locks.setdefault(folder, threading.Lock())
+        lock = _cache_locks.setdefault(folder, threading.Lock())
+    with lock:
+        try:
+            import fcntl
+        except ImportError:                   # Windows: thread lock only (Functions run Python on Linux)
+            yield
+            return
+        os.makedirs(os.path.dirname(folder) or ".", exist_ok=True)
+        with open(folder + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class SourceError(RuntimeError):
@@ -98,9 +115,17 @@ class GitSource:
         """YAML files under `path` at `revision` (repository-relative name -> bytes); None if `path` is absent."""
         if _is_local(self.url):
             return _files(self._local_repo(), revision, path)
-        folder = self._cache_folder()
-        with _cache_lock(folder):                 # a fetch may replace the cache; never read it meanwhile
-            return _files(self._fetched(folder, revision), revision, path)
+        folder = self.cache_folder()
+        with cache_lock(folder):                  # a fetch may replace the cache; never read it meanwhile
+            repo = self._fetched(folder, revision)
+            try:
+                return _files(repo, revision, path)
+            except (KeyError, OSError) as exc:    # a damaged cache: clear it so the retry fetches afresh
+                shutil.rmtree(folder, ignore_errors=True)
+                raise SourceError(f"cannot read {self.display_url}@{revision[:12]} from the Git cache "
+                                  f"({type(exc).__name__}: {exc}); the cache was cleared") from None
+            finally:
+                repo.close()
 
     def _local_repo(self):
         from dulwich.repo import Repo
@@ -118,13 +143,14 @@ class GitSource:
         return get_transport_and_path(self.url, username=self.username if password else None,
                                       password=password or None, quiet=True)
 
-    def _cache_folder(self) -> str:
+    def cache_folder(self) -> str:
+        """Where this repository's bare cache lives (one per URL, without credentials)."""
         return os.path.join(self.cache_dir or os.path.join(tempfile.gettempdir(), "driftless-git"),
                             hashlib.sha256(redact(self.url).encode()).hexdigest()[:16])
 
     def _fetched(self, folder: str, revision: str):
         """The bare cache repository in `folder`, holding `revision` (fetched shallow when missing).
-        The caller holds `_cache_lock(folder)`."""
+        The caller holds `cache_lock(folder)`."""
         from dulwich.repo import Repo
 
         repo = Repo(folder) if os.path.exists(os.path.join(folder, "objects")) else _init_bare(folder)

@@ -1,6 +1,11 @@
 """Git source over dulwich's smart-HTTP server on loopback: shallow fetch, cache by commit, no leaks."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from devtools.git_server import GitServer
@@ -31,7 +36,7 @@ def test_shallow_fetch_reads_only_the_target_path(served, repo, tmp_path):
     files = source.read("apps", head)
     assert sorted(files) == ["apps/nested/api.yml", "apps/web.yaml"]
     assert b"nginx:2" in files["apps/web.yaml"]
-    shallow = next((tmp_path / "cache").iterdir()) / "shallow"
+    shallow = Path(source.cache_folder()) / "shallow"
     assert shallow.read_text().strip() == head          # depth 1: history was not fetched
     assert source.read("missing", head) is None
 
@@ -77,7 +82,7 @@ def test_a_changed_head_parses_only_the_files_that_changed(served, repo, tmp_pat
 
 def test_the_cache_keeps_a_bounded_number_of_snapshots(served, repo, tmp_path):
     source = GitSource(served.url, "main", cache_dir=str(tmp_path / "cache"))
-    packs = lambda: sorted((next((tmp_path / "cache").iterdir()) / "objects" / "pack").glob("*.pack"))  # noqa: E731
+    packs = lambda: sorted((Path(source.cache_folder()) / "objects" / "pack").glob("*.pack"))  # noqa: E731
     heads, counts = [], []
     for index in range(2 * MAX_CACHED_PACKS + 1):
         repo.write("apps/web.yaml", app_yaml("web", image=f"nginx:{index}"))
@@ -89,6 +94,27 @@ def test_the_cache_keeps_a_bounded_number_of_snapshots(served, repo, tmp_path):
     assert source.stats.fetches == len(heads)
     assert b"nginx:%d" % (len(heads) - 1) in source.read("apps", heads[-1])["apps/web.yaml"]
     assert source.stats.fetches == len(heads)                    # the head is still cached after a fresh start
+
+
+def test_another_process_holding_the_cache_lock_makes_a_read_wait(served, repo, tmp_path):
+    source = GitSource(served.url, "main", cache_dir=str(tmp_path / "cache"))
+    folder, released = source.cache_folder(), tmp_path / "released"
+    holder = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from shared.source import cache_lock
+        with cache_lock({folder!r}):
+            print("locked", flush=True)
+            time.sleep(1)
+            Path({str(released)!r}).write_text("yes")
+    """)
+    child = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        files = source.read("apps", source.head())                # fetches: must wait for the other process
+        assert released.exists() and "apps/web.yaml" in files
+    finally:
+        child.wait(timeout=30)
 
 
 def test_missing_branch_and_unreachable_remote_are_clear_and_never_show_the_token(served, tmp_path):
