@@ -15,13 +15,12 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
 from shared import image_policy, semver, storage
 from shared.image_policy import ImagePolicy
-from shared.jobs import BadJob, now_iso
+from shared.jobs import BadJob, now_iso, read_message
 from shared.registry import ImageRef, Registry, RegistryDenied, parse_image, secret_name
 from shared.settings import Settings
 from shared.store import row_key
@@ -81,32 +80,11 @@ def new_image_job(target: str, app: str, reason: str, *, sha: str | None = None,
 
 def parse_image_job(body: bytes | str) -> ImageJob:
     """Parse and validate a message body; raise BadJob saying what is wrong."""
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJob(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadJob("must be a JSON object")
-    if data.get("v") != SCHEMA:
-        raise BadJob(f"unsupported schema version {data.get('v')!r}; this worker reads v{SCHEMA}")
-    unknown = set(data) - _FIELDS
-    if unknown:
-        raise BadJob(f"unknown field(s): {', '.join(sorted(unknown))}")
-    for name in ("id", "target", "app", "reason", "requested_at"):
-        if not isinstance(data.get(name), str) or not data[name]:
-            raise BadJob(f"'{name}' is required and must be a string")
-    if data["reason"] not in REASONS:
-        raise BadJob(f"reason {data['reason']!r} is not one of {', '.join(REASONS)}")
+    data = read_message(body, SCHEMA, _FIELDS, required=("id", "target", "app", "reason", "requested_at"),
+                        optional=("sha", "delivery"), reasons=REASONS)
     attempt = data.get("attempt", 1)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         raise BadJob(f"'attempt' must be a whole number >= 1, got {attempt!r}")
-    try:
-        datetime.fromisoformat(data["requested_at"])
-    except ValueError:
-        raise BadJob(f"requested_at {data['requested_at']!r} is not an ISO 8601 time") from None
-    for name in ("sha", "delivery"):
-        if data.get(name) is not None and not isinstance(data[name], str):
-            raise BadJob(f"'{name}' must be a string")
     return ImageJob(**data)
 
 

@@ -50,27 +50,37 @@ def new_job(target: str, reason: str, *, revision: str | None = None, delivery: 
 
 def parse_job(body: bytes | str) -> Job:
     """Parse and validate a message body; raise BadJob saying what is wrong."""
+    data = read_message(body, SCHEMA, _FIELDS, required=("id", "target", "reason", "requested_at"),
+                        optional=("revision", "delivery", "app"), reasons=REASONS)
+    return Job(**data)
+
+
+def read_message(body: bytes | str, schema: int, fields: set[str], *, required: tuple[str, ...],
+                 optional: tuple[str, ...], reasons: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON object of a versioned queue message, checked: schema version, no unknown field, the
+    `required` strings present and non-empty, the `optional` ones strings when present, `reason` one of
+    `reasons`, `requested_at` ISO 8601. Raises BadJob saying what is wrong."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadJob(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadJob("must be a JSON object")
-    if data.get("v") != SCHEMA:
-        raise BadJob(f"unsupported schema version {data.get('v')!r}; this worker reads v{SCHEMA}")
-    unknown = set(data) - _FIELDS
+    if data.get("v") != schema:
+        raise BadJob(f"unsupported schema version {data.get('v')!r}; this worker reads v{schema}")
+    unknown = set(data) - fields
     if unknown:
         raise BadJob(f"unknown field(s): {', '.join(sorted(unknown))}")
-    for name in ("id", "target", "reason", "requested_at"):
+    for name in required:
         if not isinstance(data.get(name), str) or not data[name]:
             raise BadJob(f"'{name}' is required and must be a string")
-    if data["reason"] not in REASONS:
-        raise BadJob(f"reason {data['reason']!r} is not one of {', '.join(REASONS)}")
+    if data["reason"] not in reasons:
+        raise BadJob(f"reason {data['reason']!r} is not one of {', '.join(reasons)}")
     try:
         datetime.fromisoformat(data["requested_at"])
     except ValueError:
         raise BadJob(f"requested_at {data['requested_at']!r} is not an ISO 8601 time") from None
-    for name in ("revision", "delivery", "app"):
+    for name in optional:
         if data.get(name) is not None and not isinstance(data[name], str):
             raise BadJob(f"'{name}' must be a string")
-    return Job(**data)
+    return data
