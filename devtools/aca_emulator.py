@@ -378,7 +378,6 @@ class AcaEmulator:
         self._ops: dict[str, dict[str, Any]] = {}
         self._index: dict[str, list[str]] = {}
         self._server: TlsServer | None = None
-        self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._writer: threading.Thread | None = None
         self._write_wanted = threading.Event()
@@ -399,8 +398,7 @@ class AcaEmulator:
         self._server = TlsServer((host, port), context, self, _Handler)
         shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
         self.url = f"https://{shown_host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aca-emulator", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("aca-emulator")
         if self._state_file:
             self._writer_stop.clear()
             self._writer = threading.Thread(target=self._state_writer, name="aca-emulator-state", daemon=True)
@@ -411,12 +409,8 @@ class AcaEmulator:
         """Stop serving, close open connections and write the state file a final time; state is kept."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server, self._thread = None, None
+        self._server.stop()
+        self._server = None
         if self._writer is not None:
             self._writer_stop.set()
             self._write_wanted.set()
@@ -1123,7 +1117,6 @@ class _Handler(BaseHTTPRequestHandler):
     """Translates HTTP/1.1 requests (keep-alive) into ``AcaEmulator.handle`` calls."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server: TlsServer
 
     def _serve(self) -> None:

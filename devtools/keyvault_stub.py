@@ -43,7 +43,6 @@ NOT_FOUND_HINT = (
 )
 _SECRET_PATH = re.compile(r"/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?")
 _VALID_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
-_SHUTDOWN_POLL_S = 0.05  # how often serve_forever checks for stop(), so tests tear down quickly
 
 
 @dataclass
@@ -97,7 +96,6 @@ class KeyVaultStub:
         self._secrets: dict[str, list[_Version]] = {}
         self._counts: Counter[str] = Counter()
         self._server: TlsServer | None = None
-        self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.down = False
         self.url = ""
@@ -113,21 +111,15 @@ class KeyVaultStub:
         self._server_cert.configure_cert(context)
         self._server = TlsServer((host, port), context, self, _Handler)
         self.url = f"https://{VAULT_HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(_SHUTDOWN_POLL_S,),
-                                        name="keyvault-stub", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("keyvault-stub")
         return self
 
     def stop(self) -> None:
         """Stop serving and close open connections; secrets are kept."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server, self._thread = None, None
+        self._server.stop()
+        self._server = None
 
     def _load_certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:
         """Reuse the CA in ``cert_dir`` (``ca.pem`` + ``ca-key.pem``, as the ACA emulator does) or create one."""
@@ -235,7 +227,6 @@ class _Handler(BaseHTTPRequestHandler):
     """Translates HTTP/1.1 requests (keep-alive) into ``KeyVaultStub.handle`` calls."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server: TlsServer
 
     def _serve(self) -> None:

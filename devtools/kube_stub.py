@@ -101,7 +101,6 @@ class KubeStub:
         self._version = 1000
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: TlsServer | None = None
-        self._thread: threading.Thread | None = None
         self.requests: list[Call] = []
         self.rollouts = True
         self.url = ""
@@ -115,15 +114,12 @@ class KubeStub:
         self._cert.configure_cert(context)
         self._server = TlsServer(("127.0.0.1", 0), context, self, _Handler)
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kube-stub", daemon=True)
-        self._thread.start()
+        self._server.serve_in_background("kube-stub")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.close_connections()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def _certificates(self, cert_dir: str | None) -> tuple[str, trustme.LeafCert]:

@@ -63,13 +63,11 @@ class RegistryStub:
         self._leaf.configure_cert(context)
         self._server = TlsServer(("127.0.0.1", 0), context, self, _Handler)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server.serve_in_background("registry-stub")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
+        self._server.stop()
 
     @property
     def port(self) -> int:
@@ -170,7 +168,6 @@ def _kind(path: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

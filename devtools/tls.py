@@ -39,6 +39,10 @@ def certificate(cert_dir: str | None, *hosts: str) -> tuple[str, trustme.LeafCer
     return ca_path, ca.issue_cert(*hosts), temporary
 
 
+SHUTDOWN_POLL_S = 0.05
+"""How often a serving thread checks for stop(), so tests tear down quickly."""
+
+
 class TlsServer(ThreadingHTTPServer):
     """Threaded HTTPS server; `owner` is the stub the handler serves (`self.server.owner`)."""
 
@@ -51,6 +55,7 @@ class TlsServer(ThreadingHTTPServer):
         self.owner = owner
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
         super().__init__(address, handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -70,6 +75,20 @@ class TlsServer(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.discard(tls)
             self.shutdown_request(tls)
+
+    def serve_in_background(self, name: str) -> "TlsServer":
+        """Serve from a daemon thread, checking for `stop()` every 50 ms."""
+        self._thread = threading.Thread(target=self.serve_forever, args=(SHUTDOWN_POLL_S,), name=name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close kept-alive connections and the socket; wait for the serving thread."""
+        self.shutdown()
+        self.close_connections()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join()
 
     def close_connections(self) -> None:
         """Shut down kept-alive connections so their threads end."""
