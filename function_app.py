@@ -8,13 +8,13 @@ import azure.functions as func
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-RECONCILE_QUEUE = "reconcile-jobs"  # shared.storage.RECONCILE_QUEUE; a test keeps them equal
-PHASE_QUEUE = "phase-events"        # shared.callbacks.PHASE_QUEUE; likewise
-IMAGE_QUEUE = "image-updates"       # shared.image_update.IMAGE_QUEUE; likewise
+RECONCILE_QUEUE = "reconcile-jobs"  # the names in shared/core/queues.py; a test keeps them equal
+PHASE_QUEUE = "phase-events"
+IMAGE_QUEUE = "image-updates"
 
 
-def _pipeline():
-    from shared.pipeline import current
+def _driftless():
+    from shared.wiring import current
 
     return current()
 
@@ -27,67 +27,67 @@ def _http(reply) -> func.HttpResponse:
                    run_on_startup=False)
 def scheduled_reconcile(timer: func.TimerRequest) -> None:
     """Enqueue one reconcile job per Target (drift healing)."""
-    _pipeline().schedule()
+    _driftless().pipeline.schedule()
 
 
 @app.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """GitHub push webhook; the HMAC signature is the authentication."""
-    return _http(_pipeline().github_webhook(req.headers, req.get_body()))
+    return _http(_driftless().github_webhook(req.headers, req.get_body()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=RECONCILE_QUEUE, connection="AzureWebJobsStorage")
 def reconcile_worker(msg: func.QueueMessage) -> None:
     """Run one reconcile job; raising hands the message back to the host for a retry."""
-    _pipeline().run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    _driftless().pipeline.run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
 
 
 @app.route(route="reconcile", methods=["POST"])
 def manual_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     """Enqueue a reconcile for every Target, one Target or one app: 202 with the job ids."""
-    return _http(_pipeline().request_reconcile(req.get_body()))
+    return _http(_driftless().pipeline.request_reconcile(req.get_body()))
 
 
 @app.route(route="status", methods=["GET"])
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """Last outcome per Target and per app (`?target=` narrows it)."""
-    return _http(_pipeline().status(req.params.get("target")))
+    return _http(_driftless().status(req.params.get("target")))
 
 
 @app.route(route="apps/{name}/suspend", methods=["POST"])
 def suspend_app(req: func.HttpRequest) -> func.HttpResponse:
     """Stop writing to one app at runtime, without editing Git."""
-    return _http(_pipeline().suspend(req.route_params["name"]))
+    return _http(_driftless().pipeline.suspend(req.route_params["name"]))
 
 
 @app.route(route="apps/{name}/resume", methods=["POST"])
 def resume_app(req: func.HttpRequest) -> func.HttpResponse:
     """Lift a runtime suspension and reconcile the app's Targets now."""
-    return _http(_pipeline().resume(req.route_params["name"]))
+    return _http(_driftless().pipeline.resume(req.route_params["name"]))
 
 
 @app.route(route="gitopsphase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def gitops_phase(req: func.HttpRequest) -> func.HttpResponse:
     """Flux / Argo CD phase callback (the gitops-connector path); phase key or generic-hmac."""
-    return _http(_pipeline().callbacks.accept(req.headers, req.params, req.get_body()))
+    return _http(_driftless().callbacks.accept(req.headers, req.params, req.get_body()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=PHASE_QUEUE, connection="AzureWebJobsStorage")
 def phase_forwarder(msg: func.QueueMessage) -> None:
     """Forward one phase event to commit statuses, dispatches, pipeline callbacks and subscribers."""
-    _pipeline().callbacks.forward(msg.get_body())
+    _driftless().callbacks.forward(msg.get_body())
 
 
 @app.timer_trigger(arg_name="timer", schedule="0 */15 * * * *", run_on_startup=False)
 def abandoned_pull_requests(timer: func.TimerRequest) -> None:
     """Fail the waiting Azure Pipelines tasks of PRs abandoned within 72 hours."""
-    _pipeline().callbacks.complete_abandoned()
+    _driftless().callbacks.complete_abandoned()
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness plus configuration sanity; names missing settings, never shows a value."""
-    from shared.health import report
+    from shared.config.health import report
 
     body = report()
     return func.HttpResponse(json.dumps(body), status_code=200 if body["status"] == "ok" else 503,
@@ -98,10 +98,10 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
                    run_on_startup=False)
 def scheduled_image_updates(timer: func.TimerRequest) -> None:
     """Enqueue one image update job per opted-in manifest (fallback for missed webhooks)."""
-    _pipeline().images.schedule()
+    _driftless().images.schedule()
 
 
 @app.queue_trigger(arg_name="msg", queue_name=IMAGE_QUEUE, connection="AzureWebJobsStorage")
 def image_update_worker(msg: func.QueueMessage) -> None:
     """Run one image update job; raising hands the message back to the host for a retry."""
-    _pipeline().images.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    _driftless().images.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.common import BenchFailure, ROOT, child_env, machine, ms, python
+from bench.common import ROOT, BenchFailure, child_env, machine, ms, python
 
 PARTS = ("cold", "pass", "source", "push", "phases")
 TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900, "phases": 1500}
@@ -81,7 +81,7 @@ def _cold_rows(cold: dict[str, Any]) -> list[str]:
             f"({ms(cold['index_s'])} vs {ms(cold['bare_s'])}; {cold['direct_s'] * 1000:.1f} ms timed directly); "
             f"target <= 30 ms: {_verdict(cold['added_s'] <= 0.03)}",
             f"first reconcile of a 1-app Target {ms(cold['first_s'])} vs second {ms(cold['second_s'])} "
-            f"(first-invocation cost {ms(cold['first_s'] - cold['second_s'])}); shared.pipeline import "
+            f"(first-invocation cost {ms(cold['first_s'] - cold['second_s'])}); shared.services.pipeline import "
             f"{ms(cold['pipeline_import_s'])}"]
 
 

@@ -16,14 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from bench import passes
-from bench.common import (ENVIRONMENT, GROUP, ROOT, SUBSCRIPTION, TOKEN, check, child_env, engine_env, median, ms,
-                          python, repo_with_apps)
+from bench.common import (
+    ENVIRONMENT,
+    GROUP,
+    ROOT,
+    SUBSCRIPTION,
+    TOKEN,
+    check,
+    child_env,
+    engine_env,
+    median,
+    ms,
+    python,
+    repo_with_apps,
+)
 
 INDEX_TARGET_S = 0.030
 _BARE = "import time; t = time.perf_counter(); import azure.functions; print(time.perf_counter() - t)"
 _INDEX = ("import time; t = time.perf_counter(); import azure.functions; a = time.perf_counter(); "
           "import function_app; function_app.app.get_functions(); b = time.perf_counter(); print(b - t, b - a)")
-_PIPELINE = "import time; t = time.perf_counter(); import shared.pipeline; print(time.perf_counter() - t)"
+_PIPELINE = "import time; t = time.perf_counter(); import shared.services.pipeline; print(time.perf_counter() - t)"
 _INDEX_ONLY = "import azure.functions; import function_app; function_app.app.get_functions()"
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
@@ -79,7 +91,7 @@ def indexing(runs: int) -> dict[str, Any]:
     figures = {"bare_s": median(bare), "index_s": median(index), "added_s": added, "direct_s": median(direct),
                "imports": _show("imported by function_app beyond azure.functions", tail)}
     figures["pipeline_import_s"] = median([_seconds(_PIPELINE, env)[0] for _ in range(runs)])
-    print(f"the first invocation of any function then imports shared.pipeline: median "
+    print(f"the first invocation of any function then imports shared.services.pipeline: median "
           f"{ms(figures['pipeline_import_s'])} (lazy, paid once per worker)", flush=True)
     return figures
 

@@ -58,12 +58,13 @@ def _emulator(path: str, method: str = "GET") -> dict[str, int]:
 
 
 def _instrument() -> None:
-    from shared import reconcile
-    from shared.aca import ContainerApps
+    from shared.adapters.container_apps import ContainerApps
+    from shared.engines import container_apps
+    from shared.engines.reconciler import Reconciler
 
     _timed(ContainerApps, "list_apps", "list_s")
-    _timed(reconcile.Reconciler, "desired", "desired_s")
-    _timed(reconcile, "make_plan", "plan_s")
+    _timed(Reconciler, "desired", "desired_s")
+    _timed(container_apps, "make_plan", "plan_s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marker", action="store_true", help="print pass markers on stderr (for -X importtime)")
     args = parser.parse_args(argv)
     _watch_connections()
-    from shared.reconcile import Reconciler
-    from shared.settings import Settings
+    from shared.config.settings import Settings
+    from shared.engines.reconciler import Reconciler
 
     _instrument()
     reconciler = Reconciler(Settings.from_env())

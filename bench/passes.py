@@ -17,9 +17,23 @@ from typing import Any
 
 import requests
 
-from bench.common import (ENVIRONMENT, GROUP, POLL_INTERVAL, SUBSCRIPTION, TOKEN, BenchFailure, app_name, check,
-                          child_env, engine_env, ms, python, repo_with_apps, wait_until)
-from shared.settings import Settings
+from bench.common import (
+    ENVIRONMENT,
+    GROUP,
+    POLL_INTERVAL,
+    SUBSCRIPTION,
+    TOKEN,
+    BenchFailure,
+    app_name,
+    check,
+    child_env,
+    engine_env,
+    ms,
+    python,
+    repo_with_apps,
+    wait_until,
+)
+from shared.config.settings import Settings
 
 LATENCY_S = 0.03
 LRO_S = 1.0

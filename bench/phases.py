@@ -45,7 +45,7 @@ def run(events: int = 200) -> dict[str, Any]:
     from devtools.azurite import Azurite
     from devtools.ci_stub import CiStub
     from devtools.local_runner import LocalRunner
-    from shared.callbacks import Callbacks
+    from shared.services.ci_feedback import Callbacks
 
     print(f"\n=== Part 5: phase events ({events} distinct finished events, then {REPEATS} identical ones; "
           "host.json as is)", flush=True)

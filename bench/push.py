@@ -19,8 +19,23 @@ from typing import Any
 
 import requests
 
-from bench.common import (ENVIRONMENT, GROUP, POLL_INTERVAL, ROOT, SUBSCRIPTION, TOKEN, Marks, app_name, check,
-                          environment, median, ms, percentile, repo_with_apps, wait_until)
+from bench.common import (
+    ENVIRONMENT,
+    GROUP,
+    POLL_INTERVAL,
+    ROOT,
+    SUBSCRIPTION,
+    TOKEN,
+    Marks,
+    app_name,
+    check,
+    environment,
+    median,
+    ms,
+    percentile,
+    repo_with_apps,
+    wait_until,
+)
 
 APPS = 100
 SECRET = "bench-webhook-secret"
@@ -29,7 +44,7 @@ P50_TARGET_S = 1.5
 
 
 def _post_push(url: str, clone_url: str, head: str, path: str) -> requests.Response:
-    from shared.webhook import sign
+    from shared.core.webhook import sign
 
     body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
                        "commits": [{"id": head, "added": [], "modified": [path], "removed": []}]}).encode()
@@ -74,8 +89,8 @@ def run(pushes: int = 50, seed: int = 8) -> dict[str, Any]:
     from devtools.azurite import Azurite
     from devtools.git_server import GitServer
     from devtools.local_runner import LocalRunner
-    from shared.pipeline import Pipeline
-    from shared.reconcile import Reconciler
+    from shared.engines.reconciler import Reconciler
+    from shared.services.pipeline import Pipeline
 
     print(f"\n=== Part 4: push to applied ({pushes} signed pushes, {APPS} apps in the repository; emulator "
           f"latency 0 and LRO 0; DRIFTLESS_ARM_POLL_INTERVAL={POLL_INTERVAL}; runner pump=True, host.json as is)",

@@ -11,20 +11,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.common import (ENVIRONMENT, GROUP, SUBSCRIPTION, app_name, check, median, ms, repo_with_apps)
+from bench.common import (
+    ENVIRONMENT,
+    GROUP,
+    SUBSCRIPTION,
+    app_name,
+    check,
+    median,
+    ms,
+    repo_with_apps,
+)
 
 
 class _Parses:
-    """Counts and times `shared.reconcile.load_apps` while installed."""
+    """Counts and times the Container Apps engine's `load_apps` while installed."""
 
     def __init__(self) -> None:
         self.calls, self.seconds = 0, 0.0
 
     @contextmanager
     def installed(self) -> Iterator["_Parses"]:
-        from shared import reconcile
+        from shared.engines import container_apps as engine
 
-        original = reconcile.load_apps
+        original = engine.load_apps
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -34,11 +43,11 @@ class _Parses:
                 self.calls += 1
                 self.seconds += time.perf_counter() - started
 
-        reconcile.load_apps = counted
+        engine.load_apps = counted
         try:
             yield self
         finally:
-            reconcile.load_apps = original
+            engine.load_apps = original
 
 
 def _disk_kb(folder: Path) -> float:
@@ -63,9 +72,9 @@ def _worker_read(reconciler: Any, target: Any, server: Any, parses: _Parses, fil
 
 def run(files: int = 1000, changes: int = 5, first_runs: int = 3) -> dict[str, Any]:
     from devtools.git_server import GitServer
-    from shared.reconcile import Reconciler
-    from shared.settings import Settings
-    from shared.source import GitSource
+    from shared.adapters.git import GitSource
+    from shared.config.settings import Settings
+    from shared.engines.reconciler import Reconciler
 
     print(f"\n=== Part 3: source ({files} manifests over smart HTTP on loopback)", flush=True)
     with tempfile.TemporaryDirectory(prefix="driftless-bench-") as name:

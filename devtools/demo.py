@@ -46,7 +46,7 @@ def build_repo(folder: Path) -> str:
 
 def signed_push(url: str, head: str, clone_url: str) -> requests.Response:
     """What GitHub sends after `git push`: a push event signed with the webhook secret."""
-    from shared.webhook import sign
+    from shared.core.webhook import sign
 
     body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
                        "commits": [{"id": head, "added": ["apps/web.yaml", "apps/worker.yaml",
@@ -72,7 +72,7 @@ def drift_in_portal(emulator_url: str) -> None:
     """What a colleague does in the portal: another image on `web`, and a tag Git does not own."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-    from shared.credentials import StaticToken
+    from shared.config.credentials import StaticToken
 
     client = ContainerAppsAPIClient(StaticToken("portal-user"), SUBSCRIPTION, base_url=emulator_url,
                                     polling_interval=0.05)

@@ -28,8 +28,8 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 from email.message import Message
+from typing import Any
 from urllib.parse import unquote
 
 import trustme

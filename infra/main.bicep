@@ -148,9 +148,8 @@ var allTags = union(tags, {
   application: 'driftless'
 })
 
-// The queue and table names the code uses (shared/storage.py: RECONCILE_QUEUE, POISON_SUFFIX,
-// TABLE; shared/callbacks.py: PHASE_QUEUE, the Flux/Argo phase callbacks; shared/image_update.py:
-// IMAGE_QUEUE). Each work queue has its -poison twin, where the Functions host parks a message
+// The queue and table names the code uses (shared/core/queues.py: RECONCILE_QUEUE, PHASE_QUEUE for
+// the Flux/Argo phase callbacks, IMAGE_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
 // after host.json's maxDequeueCount.
 var queueNames = [
   'reconcile-jobs'
@@ -208,7 +207,7 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
-// Every setting the code reads in Azure (shared/settings.py, shared/storage.py); tests/test_infra.py
+// Every setting the code reads in Azure (shared/config/settings.py, shared/adapters/storage.py); tests/test_infra.py
 // derives the list from the code and fails when one is missing here. Never the dev-only
 // DRIFTLESS_EMULATOR_TOKEN, DRIFTLESS_ARM_ENDPOINT or DRIFTLESS_KUBECONFIG, and never a secret value.
 var appSettings = {

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from shared.settings import Settings, SettingsError
+from shared.config.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the source or ARM could not be read: say what, not a traceback
-        from shared.source import SourceError
+        from shared.adapters.git import SourceError
 
         kind = "source" if isinstance(exc, SourceError) else type(exc).__name__
         print(f"driftless: {kind}: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
@@ -97,13 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reconciler():
-    from shared.reconcile import Reconciler, source_for
-    from shared.secrets import Secrets
+def _driftless():
+    from shared.wiring import Driftless
 
     settings = Settings.from_env()
     settings.require("DRIFTLESS_REPO_URL")
-    return Reconciler(settings, source=source_for(settings, Secrets(settings)))
+    return Driftless(settings)
+
+
+def _reconciler():
+    return _driftless().context.reconciler
 
 
 def _targets(reconciler) -> tuple[str, list, list]:
@@ -115,7 +118,7 @@ def _targets(reconciler) -> tuple[str, list, list]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from shared.manifests import load_apps
+    from shared.core.manifests import load_apps
 
     if args.path:
         root = Path(args.path)
@@ -182,11 +185,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _runtime_suspensions() -> set[str]:
     """Apps suspended through the API, when the Function App's storage is configured here too."""
-    from shared import storage
+    from shared.adapters import storage
 
     if not storage.configured():
         return set()
-    from shared.store import Store
+    from shared.adapters.status_store import Store
 
     return Store().suspended()
 
@@ -225,14 +228,6 @@ def cmd_get_source(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
-def _pipeline():
-    from shared.pipeline import Pipeline
-
-    settings = Settings.from_env()
-    settings.require("DRIFTLESS_REPO_URL")
-    return Pipeline(settings)
-
-
 def _reply(reply, output: str, table: Callable[[dict], None] | None = None) -> int:
     if output == "table" and table and reply.status < 400:
         table(reply.body)
@@ -246,16 +241,16 @@ def _reply(reply, output: str, table: Callable[[dict], None] | None = None) -> i
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     body = {k: v for k, v in (("target", args.target), ("app", args.app)) if v}
-    return _reply(_pipeline().request_reconcile(json.dumps(body).encode()), args.output,
+    return _reply(_driftless().pipeline.request_reconcile(json.dumps(body).encode()), args.output,
                   lambda b: _table(b["jobs"], ("id", "target", "app")))
 
 
 def cmd_suspend(args: argparse.Namespace) -> int:
-    return _reply(_pipeline().suspend(args.name), args.output, lambda b: print(f"{b['app']} suspended"))
+    return _reply(_driftless().pipeline.suspend(args.name), args.output, lambda b: print(f"{b['app']} suspended"))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    return _reply(_pipeline().resume(args.name), args.output,
+    return _reply(_driftless().pipeline.resume(args.name), args.output,
                   lambda b: print(f"{b['app']} resumed; reconcile enqueued for "
                                   f"{', '.join(j['target'] for j in b['jobs']) or 'no Target'}"))
 
@@ -268,37 +263,36 @@ def cmd_get_status(args: argparse.Namespace) -> int:
         print()
         _table([{**a, "revision": (a["revision"] or "")[:12]} for a in body["apps"]],
                ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
-    return _reply(_pipeline().status(args.target), args.output, show)
+    return _reply(_driftless().status(args.target), args.output, show)
 
 
 def cmd_get_images(args: argparse.Namespace) -> int:
-    from shared.pipeline import Reply
+    from shared.core.reply import Reply
 
-    images = _pipeline().status(args.target).body["images"]
+    images = _driftless().images.status(args.target)
     return _reply(Reply(200, {"images": images}), args.output,
                   lambda b: _table(b["images"], ("target", "app", "action", "from", "to", "at", "message")))
 
 
 def cmd_webhook(args: argparse.Namespace) -> int:
-    from shared import github_webhooks
-    from shared.reconcile import github_token
-    from shared.secrets import Secrets
+    from shared.adapters import github
+    from shared.adapters.key_vault import Secrets
 
     settings = Settings.from_env()
     secrets = Secrets(settings)
-    token = github_token(settings, secrets)()
+    token = github.token_provider(settings, secrets)()
     if args.hook != "list" and not args.url:
         print("driftless: --url (or DRIFTLESS_WEBHOOK_URL) is required", file=sys.stderr)
         return EXIT_USAGE
     if args.hook == "list":
-        rows = github_webhooks.list_hooks(repo_name=args.repo, api_url=settings.github_api_url, token=token)
+        rows = github.list_hooks(repo_name=args.repo, api_url=settings.github_api_url, token=token)
         _table(rows, ("id", "url", "events", "active", "lastResponse")) if args.output == "table" else _emit(rows, args.output)
         return EXIT_OK
     if args.hook == "ping":
-        hook = github_webhooks.ping(repo_name=args.repo, url=args.url, api_url=settings.github_api_url, token=token)
+        hook = github.ping(repo_name=args.repo, url=args.url, api_url=settings.github_api_url, token=token)
         print(f"ping sent to webhook {hook}")
         return EXIT_OK
-    result = github_webhooks.register(repo_name=args.repo, url=args.url, events=args.events.split(","),
+    result = github.register(repo_name=args.repo, url=args.url, events=args.events.split(","),
                                       secrets=secrets, secret_name=settings.webhook_secret_name,
                                       api_url=settings.github_api_url, token=token, dry_run=args.dry_run)
     if args.output == "table":

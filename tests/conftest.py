@@ -24,9 +24,10 @@ from devtools.aca_emulator import AcaEmulator
 from devtools.azurite import Azurite
 from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
 from devtools.local_runner import LocalRunner
-from shared import storage
-from shared.reconcile import Reconciler
-from shared.settings import Settings
+from shared.adapters import storage
+from shared.config.settings import Settings
+from shared.core.queues import POISON_SUFFIX, RECONCILE_QUEUE
+from shared.engines.reconciler import Reconciler
 
 WEBHOOK_SECRET = "whsec-e2e-never-log-me"
 GIT_TOKEN = "ghp-e2e-never-log-me"
@@ -168,8 +169,8 @@ def stack(repo, aca, azurite, vault, monkeypatch, caplog):
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for name in (storage.RECONCILE_QUEUE, "phase-events"):
-        storage.queue(name + storage.POISON_SUFFIX).clear_messages()
+    for name in (RECONCILE_QUEUE, "phase-events"):
+        storage.queue(name + POISON_SUFFIX).clear_messages()
         storage.queue(name).clear_messages()
     table = storage.table()
     for entity in list(table.list_entities()):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from devtools.kube_stub import APPLY, KubeStub
-from shared.aks import _kubeconfig_from_arm
-from shared.reconcile import Reconciler
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.adapters.kubernetes import _kubeconfig_from_arm
+from shared.engines.reconciler import Reconciler
 from tests.conftest import SUBSCRIPTION, outcomes, sync
 
 KUBE_TOKEN = "kube-test-token"
@@ -378,7 +378,7 @@ def test_kubeconfig_from_arm_takes_only_server_and_ca():
 
 
 def test_aks_target_fields_are_validated(repo):
-    from shared.manifests import load_targets
+    from shared.core.manifests import load_targets
 
     targets, problems = load_targets({"targets/t.yaml": textwrap.dedent("""\
         apiVersion: driftless.io/v1alpha1

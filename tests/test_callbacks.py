@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from devtools.ci_stub import CiStub
-from shared import storage
+from shared.adapters import storage
 from tests.conftest import app_yaml
 
 SHA = "42e2e5af9d49de268cd1fda3587788da4ace418a"

@@ -11,7 +11,6 @@ from azure.functions.decorators.core import BindingDirection
 
 import function_app
 
-
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}  # indexed once, as the host does
 
 
@@ -55,9 +54,7 @@ def test_function_app_imports_only_stdlib_and_azure_functions_at_module_level():
 
 
 def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
-    from shared import storage
-
-    from shared.callbacks import PHASE_QUEUE
+    from shared.core.queues import IMAGE_QUEUE, PHASE_QUEUE, RECONCILE_QUEUE
 
     assert set(FUNCTIONS) == {"scheduled_reconcile", "github_webhook", "reconcile_worker", "manual_reconcile",
                               "status", "suspend_app", "resume_app", "health", "gitops_phase", "phase_forwarder",
@@ -65,13 +62,11 @@ def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
     phases = next(b for b in FUNCTIONS["phase_forwarder"].get_bindings() if b.type == "queueTrigger")
     assert phases.queue_name == PHASE_QUEUE == function_app.PHASE_QUEUE
     queue = next(b for b in FUNCTIONS["reconcile_worker"].get_bindings() if b.type == "queueTrigger")
-    assert queue.queue_name == storage.RECONCILE_QUEUE == function_app.RECONCILE_QUEUE
-    from shared.image_update import IMAGE_QUEUE
-
+    assert queue.queue_name == RECONCILE_QUEUE == function_app.RECONCILE_QUEUE
     images = next(b for b in FUNCTIONS["image_update_worker"].get_bindings() if b.type == "queueTrigger")
     assert images.queue_name == IMAGE_QUEUE == function_app.IMAGE_QUEUE
     routes = {b.route: str(b.auth_level) for f in FUNCTIONS.values() for b in f.get_bindings() if b.type == "httpTrigger"}
     assert routes["github/webhook"].lower().endswith("anonymous")
-    assert routes["gitopsphase"].lower().endswith("anonymous")   # phase key or HMAC, checked in shared.callbacks
+    assert routes["gitopsphase"].lower().endswith("anonymous")   # phase key or HMAC, checked in shared.services.ci_feedback
     assert all(level.lower().endswith("function") for route, level in routes.items()
                if route not in ("github/webhook", "health", "gitopsphase"))

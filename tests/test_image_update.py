@@ -15,11 +15,12 @@ import requests
 
 from devtools.ci_stub import CiStub, blob_sha
 from devtools.registry_stub import RegistryStub
-from shared import storage
-from shared.image_update import IMAGE_QUEUE, ImageJob
-from shared.jobs import now_iso
-from shared.registry import MANIFEST_TYPES, secret_name
-from shared.webhook import sign
+from shared.adapters import storage
+from shared.adapters.registry import MANIFEST_TYPES, secret_name
+from shared.core.jobs import now_iso
+from shared.core.queues import IMAGE_QUEUE, POISON_SUFFIX, RECONCILE_QUEUE
+from shared.core.webhook import sign
+from shared.services.image_updates import ImageJob
 from tests.conftest import KEY, TOKEN, WEBHOOK_SECRET
 
 APP_REPO, MANIFESTS = "contoso/web", "contoso/gitops"
@@ -34,7 +35,7 @@ def ci(stack, vault, monkeypatch):
     monkeypatch.setenv("DRIFTLESS_GITHUB_API_URL", stub.url)
     monkeypatch.setenv("DRIFTLESS_MANIFESTS_GITHUB_REPO", MANIFESTS)
     vault.set_secret("driftless-image-notify-url", f"{stub.url}/subscribers/slack")
-    for name in (IMAGE_QUEUE, IMAGE_QUEUE + storage.POISON_SUFFIX):
+    for name in (IMAGE_QUEUE, IMAGE_QUEUE + POISON_SUFFIX):
         storage.queue(name).clear_messages()
     stub.branches[(APP_REPO, "main")] = NEW
     yield stub
@@ -99,7 +100,7 @@ def test_an_app_push_enqueues_an_image_job_only_and_the_build_is_committed_as_on
     reply = app_push(stack)
     assert reply.status_code == 202, reply.text
     assert [(j["target"], j["app"]) for j in reply.json()["jobs"]] == [("default", "web")]
-    assert queued(storage.RECONCILE_QUEUE) == []
+    assert queued(RECONCILE_QUEUE) == []
     assert [(j["app"], j["reason"], j["attempt"]) for j in queued(IMAGE_QUEUE)] == [("web", "push", 1)]
     stack.drain()
     [put] = ci.of("github_contents_put")
@@ -138,7 +139,7 @@ def test_events_are_routed_by_repository_and_only_finished_successful_runs_count
     assert app_push(stack, ref="refs/heads/feature").json() == {"ignored": "no manifest follows contoso/web@feature"}
     assert app_push(stack, repo="contoso/other").status_code == 200
     manifests = app_push(stack, repo=MANIFESTS, path=PATH)   # the manifests repository still means reconcile
-    assert manifests.status_code == 202 and len(queued(storage.RECONCILE_QUEUE)) == 1
+    assert manifests.status_code == 202 and len(queued(RECONCILE_QUEUE)) == 1
     assert len(queued(IMAGE_QUEUE)) == 1
 
 
@@ -313,5 +314,5 @@ def test_a_deployment_under_an_aks_target_gets_only_its_named_container_updated(
 def test_a_malformed_image_job_is_parked_at_once(stack, ci):
     storage.queue(IMAGE_QUEUE).send_message('{"v": 1, "id": "x"}')
     stack.drain()
-    assert [m.content for m in storage.queue(IMAGE_QUEUE + storage.POISON_SUFFIX).peek_messages()] == [
+    assert [m.content for m in storage.queue(IMAGE_QUEUE + POISON_SUFFIX).peek_messages()] == [
         '{"v": 1, "id": "x"}']

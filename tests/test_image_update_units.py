@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import pytest
 
-from shared import semver
-from shared.image_policy import APP_CONTAINERS, WORKLOAD_CONTAINERS
-from shared.image_update import ImageJob, new_image_job, parse_image_job, retry_delay
-from shared.jobs import BadJob
-from shared.kube_manifests import load_objects
-from shared.manifests import load_apps
-from shared.registry import is_acr, parse_image, secret_name
-from shared.yaml_patch import PatchError, set_image
+from shared.adapters.registry import is_acr, parse_image, secret_name
+from shared.core import semver
+from shared.core.image_policy import APP_CONTAINERS, WORKLOAD_CONTAINERS
+from shared.core.jobs import BadJob
+from shared.core.kube_manifests import load_objects
+from shared.core.manifests import load_apps
+from shared.core.yaml_patch import PatchError, set_image
+from shared.services.image_updates import (
+    ImageJob,
+    new_image_job,
+    parse_image_job,
+    retry_delay,
+)
 
 APP = """\
 # the web front end

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from pycep import BicepParser
 
-from shared import storage
-from shared.callbacks import PHASE_QUEUE
-from shared.settings import Settings
+from shared.adapters import storage
+from shared.config.settings import Settings
+from shared.core.queues import PHASE_QUEUE, POISON_SUFFIX, RECONCILE_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -177,8 +177,8 @@ def test_function_app_gets_the_settings_on_flex_consumption():
 
 def test_queue_and_table_names_match_the_code(main):
     queues = set(main["variables"]["queueNames"]["value"])
-    for name in (storage.RECONCILE_QUEUE, PHASE_QUEUE):
-        assert {name, name + storage.POISON_SUFFIX} <= queues
+    for name in (RECONCILE_QUEUE, PHASE_QUEUE):
+        assert {name, name + POISON_SUFFIX} <= queues
     assert main["variables"]["statusTable"]["value"] == storage.TABLE
 
 
@@ -188,8 +188,8 @@ def test_every_queue_the_code_declares_is_created(main):
     declared = set()
     for path in [ROOT / "function_app.py", *sorted((ROOT / "shared").glob("*.py"))]:
         declared |= set(re.findall(r'^[A-Z_]+_QUEUE = "([a-z0-9-]+)"', path.read_text(), re.M))
-    assert storage.RECONCILE_QUEUE in declared
-    expected = declared | {name + storage.POISON_SUFFIX for name in declared}
+    assert RECONCILE_QUEUE in declared
+    expected = declared | {name + POISON_SUFFIX for name in declared}
     assert set(main["variables"]["queueNames"]["value"]) == expected
 
 

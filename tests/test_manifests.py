@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import textwrap
 
-from shared import sizes
-from shared.manifests import load_apps, load_targets
+from shared.core import sizes
+from shared.core.manifests import load_apps, load_targets
 
 
 def load(text: str, name: str = "apps/a.yaml"):

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from shared.feedback import FeedbackConfigError, load_configs, merged_pr, run_id
-from shared.phases import parse_argo, parse_event, parse_flux, parse_revision, resources_in
+from shared.core.feedback_config import (
+    FeedbackConfigError,
+    load_configs,
+    merged_pr,
+    run_id,
+)
+from shared.core.phases import (
+    parse_argo,
+    parse_event,
+    parse_flux,
+    parse_revision,
+    resources_in,
+)
 
 SHA = "42e2e5af9d49de268cd1fda3587788da4ace418a"
 

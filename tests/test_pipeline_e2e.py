@@ -15,12 +15,14 @@ import pytest
 import requests
 
 from devtools.git_server import GitServer
-from shared import storage
-from shared.jobs import new_job
-from shared.webhook import sign
+from shared.adapters import storage
+from shared.core.jobs import new_job
+from shared.core.queues import POISON_SUFFIX, RECONCILE_QUEUE
+from shared.core.webhook import sign
 from tests.conftest import GROUP, KEY, SUBSCRIPTION, WEBHOOK_SECRET, app_yaml, writes
 
-def queued(name: str = storage.RECONCILE_QUEUE) -> list[str]:
+
+def queued(name: str = RECONCILE_QUEUE) -> list[str]:
     return [m.content for m in storage.queue(name).peek_messages(max_messages=32)]
 
 
@@ -109,19 +111,19 @@ def test_a_job_failing_every_time_ends_in_poison_with_its_body_and_a_malformed_o
     repo.commit()
     monkeypatch.setenv("DRIFTLESS_REPO_URL", "http://127.0.0.1:9/unreachable.git")   # every attempt fails
     job = new_job("default", "manual").to_json()
-    storage.queue(storage.RECONCILE_QUEUE).send_message(job)
+    storage.queue(RECONCILE_QUEUE).send_message(job)
     stack.drain()
     assert stack.invocations["reconcile_worker"] == 5                                 # host.json maxDequeueCount
-    assert queued(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX) == [job]
-    storage.queue(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX).clear_messages()
-    storage.queue(storage.RECONCILE_QUEUE).send_message('{"v": 1, "target": 42}')
+    assert queued(RECONCILE_QUEUE + POISON_SUFFIX) == [job]
+    storage.queue(RECONCILE_QUEUE + POISON_SUFFIX).clear_messages()
+    storage.queue(RECONCILE_QUEUE).send_message('{"v": 1, "target": 42}')
     stack.drain()
     assert stack.invocations["reconcile_worker"] == 6
-    assert queued(storage.RECONCILE_QUEUE + storage.POISON_SUFFIX) == ['{"v": 1, "target": 42}']
+    assert queued(RECONCILE_QUEUE + POISON_SUFFIX) == ['{"v": 1, "target": 42}']
 
 
 def test_a_crash_after_the_arm_write_converges_on_retry_without_duplicate_writes(stack, repo, aca, monkeypatch):
-    from shared.store import Store
+    from shared.adapters.status_store import Store
 
     for name in ("alpha", "bravo"):
         repo.write(f"apps/{name}.yaml", app_yaml(name))
@@ -166,7 +168,7 @@ def test_key_vault_down_fails_the_job_which_succeeds_once_it_is_back(stack, repo
     git = GitServer(str(repo.path)).start()
     monkeypatch.setenv("DRIFTLESS_REPO_URL", git.url)                   # remote: needs the Git token secret
     try:
-        storage.queue(storage.RECONCILE_QUEUE).send_message(new_job("default", "manual").to_json())
+        storage.queue(RECONCILE_QUEUE).send_message(new_job("default", "manual").to_json())
         vault.down = True
         assert stack.pump_once() == 1
         assert stack.errors and "SecretsUnavailable" in stack.errors[-1][1]
@@ -231,17 +233,17 @@ def test_the_cli_reads_and_drives_the_same_stores(stack, repo, aca, capsys):
 
 def test_kubernetes_object_names_work_in_the_status_store(stack):
     """AKS outcomes and suspensions are keyed Kind/namespace/name, which Table keys cannot hold as is."""
-    from shared.outcome import Outcome, PassResult
-    from shared.store import Store
+    from shared.adapters.status_store import Store
+    from shared.core.outcome import Outcome, PassResult
 
     store = Store()
     result = PassResult(target="aks-prod", revision="a" * 40, dry_run=False, started_at="2026-11-22T00:00:00+00:00",
                         outcomes=[Outcome("Deployment/default/web", "created", healthy=True)])
     store.record_pass(result, started_at=result.started_at)
-    from shared.pipeline import current
+    from shared.wiring import current
 
-    assert current().suspend("Deployment/default/web").status == 200          # what `driftless suspend` calls
-    assert current().suspend("Deployment/default/../x").status == 400
+    assert current().pipeline.suspend("Deployment/default/web").status == 200          # what `driftless suspend` calls
+    assert current().pipeline.suspend("Deployment/default/../x").status == 400
     status = api(stack, "GET", "status").json()
     assert status["apps"] == [{**status["apps"][0], "app": "Deployment/default/web", "suspended": True}]
     assert store.targets_of_app("Deployment/default/web") == ["aks-prod"]

@@ -9,9 +9,18 @@ import json
 
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from shared.credentials import StaticToken
-from shared.container_app import TAG_OWNER, TAG_TARGET
-from tests.conftest import (ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, outcomes, sync, writes)
+from shared.config.credentials import StaticToken
+from shared.core.container_app import TAG_OWNER, TAG_TARGET
+from tests.conftest import (
+    ENVIRONMENT,
+    GROUP,
+    SUBSCRIPTION,
+    TOKEN,
+    app_yaml,
+    outcomes,
+    sync,
+    writes,
+)
 
 SECRET = """  secrets:
     - {name: db, keyVaultUrl: "https://contoso.vault.azure.net/secrets/db-one", identity: system}

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
-from shared.credentials import StaticToken
-from shared.secrets import Secrets, SecretsUnavailable
-from shared.settings import Settings
+from shared.adapters.key_vault import Secrets, SecretsUnavailable
+from shared.config.credentials import StaticToken
+from shared.config.settings import Settings
 
 TOKEN = "kv-test-token"
 VALUE = "s3cr3t-value-that-must-never-be-shown"

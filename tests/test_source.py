@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from devtools.git_server import GitServer
-from shared.reconcile import Reconciler
-from shared.settings import Settings
-from shared.source import MAX_CACHED_PACKS, GitSource, SourceError
+from shared.adapters.git import MAX_CACHED_PACKS, GitSource, SourceError
+from shared.config.settings import Settings
+from shared.engines.reconciler import Reconciler
 from tests.conftest import app_yaml
 
 
@@ -51,8 +51,8 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     assert sorted(a.name for a in apps) == ["api", "web"]
     served.requests.clear()
     parses = []
-    import shared.reconcile as module
-    monkeypatch.setattr(module, "load_apps", lambda files: parses.append(files) or ([], []))
+    import shared.engines.container_apps as engine
+    monkeypatch.setattr(engine, "load_apps", lambda files, cache=None: parses.append(files) or ([], []))
     again = reconciler.source.head()
     assert again == head and reconciler.desired(target, again)[0] == apps
     assert parses == [] and reconciler.source.stats.fetches == 1
@@ -102,7 +102,7 @@ def test_another_process_holding_the_cache_lock_makes_a_read_wait(served, repo, 
     holder = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from shared.source import cache_lock
+        from shared.adapters.git import cache_lock
         with cache_lock({folder!r}):
             print("locked", flush=True)
             time.sleep(1)

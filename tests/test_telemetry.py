@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared import telemetry
-from shared.webhook import sign
+from shared.adapters import telemetry
+from shared.core.webhook import sign
 from tests.conftest import WEBHOOK_SECRET, app_yaml
 
 
@@ -63,7 +63,7 @@ def test_a_pushed_pass_emits_job_and_app_spans_and_the_workbook_metrics(stack, r
 
 def test_without_a_connection_string_nothing_is_imported_or_sent():
     code = ("import os, sys; os.environ.pop('APPLICATIONINSIGHTS_CONNECTION_STRING', None)\n"
-            "from shared import telemetry\n"
+            "from shared.adapters import telemetry\n"
             "with telemetry.span('x', a=1) as s: assert s is None\n"
             "telemetry.phase_forwarded('status', True); telemetry.queue_retry('q')\n"
             "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'azure.monitor'))))")

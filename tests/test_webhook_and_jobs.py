@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from shared.jobs import BadJob, new_job, parse_job
-from shared.manifests import Target
-from shared.webhook import ignore_reason, parse_push, sign, signature_ok, touched
+from shared.core.jobs import BadJob, new_job, parse_job
+from shared.core.manifests import Target
+from shared.core.webhook import ignore_reason, parse_push, sign, signature_ok, touched
 
 SUB = "11111111-2222-3333-4444-555555555555"
 

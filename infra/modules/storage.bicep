@@ -15,7 +15,7 @@ param deploymentContainerName string
 @description('Queues the app reads and writes, poison queues included.')
 param queueNames array
 
-@description('Status table (shared/storage.py TABLE).')
+@description('Status table (shared/adapters/storage.py TABLE).')
 param tableName string
 
 @description('Principal id of the Function App\'s user-assigned identity.')

@@ -16,7 +16,11 @@ from typing import Any, Iterator
 import pytest
 import requests
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from devtools.aca_emulator import AcaEmulator

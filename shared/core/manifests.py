@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from shared import image_policy, sizes
+from shared.core import image_policy, sizes
 
 API_VERSION = "driftless.io/v1alpha1"
 SYNOSCD_API_VERSION = "synoscd.io/v1alpha1"

@@ -15,8 +15,8 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from shared import storage
-from shared.outcome import PassResult
+from shared.adapters import storage
+from shared.core.outcome import PassResult
 
 KEEP_PASSES = 20
 MAX_TEXT = 16_000
@@ -212,7 +212,11 @@ class Store:
     def _take(self, entity: dict[str, Any], takeable: Callable[[dict[str, Any]], bool]) -> bool:
         """Create `entity`, or replace the existing row when `takeable(row)`; False if someone else holds it."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
         from azure.data.tables import UpdateMode
 
         try:

@@ -11,8 +11,8 @@ import os
 import threading
 from typing import Any, Mapping
 
-RECONCILE_QUEUE = "reconcile-jobs"
-POISON_SUFFIX = "-poison"
+from shared.core.queues import POISON_SUFFIX
+
 TABLE = "driftless"
 DEVELOPMENT = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
                "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
@@ -61,7 +61,11 @@ def queue(name: str, env: Mapping[str, str] | None = None):
     with _lock:
         if key not in _clients:
             from azure.core.exceptions import ResourceExistsError
-            from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+            from azure.storage.queue import (
+                QueueClient,
+                TextBase64DecodePolicy,
+                TextBase64EncodePolicy,
+            )
 
             options = dict(message_encode_policy=TextBase64EncodePolicy(),
                            message_decode_policy=TextBase64DecodePolicy())
@@ -101,3 +105,17 @@ def forget_clients() -> None:
     """Drop cached clients (tests that point at a new emulator)."""
     with _lock:
         _clients.clear()
+
+
+def send(name: str, text: str, env: Mapping[str, str] | None = None, *, delay: int = 0) -> None:
+    """Put one message on queue `name`, invisible for `delay` seconds (0: at once)."""
+    queue(name, env).send_message(text, visibility_timeout=delay or None)
+
+
+def park(name: str, body: bytes | str, env: Mapping[str, str] | None = None) -> str:
+    """Move a message that can never succeed to `<name>-poison`, as the host does after maxDequeueCount;
+    returns the poison queue's name."""
+    poison = name + POISON_SUFFIX
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    queue(poison, env).send_message(text)
+    return poison

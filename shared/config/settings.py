@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from shared.manifests import Target
+from shared.core.manifests import Target
 
 DEFAULT_INSTANCE = "driftless"
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from shared import semver
+from shared.core import semver
 
 PREFIX = "driftless.io/image-"
 REPO, BRANCH, CONTAINER, TAG, PRERELEASE, PIN = (PREFIX + k for k in ("repo", "branch", "container", "tag",
@@ -119,3 +119,40 @@ def container_names(document: Any, path: Path) -> list[str]:
         node = node.get(key) if isinstance(node, Mapping) else None
     return [c["name"] for c in node if isinstance(c, Mapping) and isinstance(c.get("name"), str)] \
         if isinstance(node, list) else []
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One opted-in manifest at the manifests head: where it is and what it follows."""
+
+    target: str
+    app: str
+    file: str
+    kind: str
+    name: str
+    namespace: str | None
+    containers: tuple[str, ...]      # path of the containers list in the document
+    policy: ImagePolicy
+    image: str                       # the followed container's image in Git
+
+    def selects(self, document: Any) -> bool:
+        """True for the document that defines this manifest."""
+        if not isinstance(document, Mapping) or document.get("kind") != self.kind:
+            return False
+        meta = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
+        return meta.get("name") == self.name and (self.namespace is None or
+                                                  meta.get("namespace", self.namespace) == self.namespace)
+
+
+def followed(target: str, file: str, key: str, kind: str, name: str, namespace: str | None, annotations: Any,
+             body: Any, path: Path) -> "Followed | None":
+    """The opted-in manifest `body` (its containers listed at `path`) as a Followed, or None when it does
+    not opt in. Engines call this for each desired object of their kind."""
+    if not opted_in(annotations):
+        return None
+    policy = read_policy(annotations, container_names(body, path))[0]
+    containers: Any = body
+    for step in path:
+        containers = containers[step]
+    image = next(c["image"] for c in containers if c.get("name") == policy.container)
+    return Followed(target, key, file, kind, name, namespace, path, policy, str(image))

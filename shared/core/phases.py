@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from shared.core.outcome import PassResult
 
 PENDING, SUCCESS, FAILURE, ERROR = "pending", "success", "failure", "error"
 NO_VALUE = "<no value>"
@@ -155,3 +158,22 @@ def parse_argo(body: Mapping[str, Any]) -> PhaseEvent:
 def parse_event(body: Mapping[str, Any]) -> PhaseEvent:
     """Flux when the body has `involvedObject`, else Argo CD."""
     return parse_flux(body) if is_flux(body) else parse_argo(body)
+
+
+def pass_started(target: str, revision: str) -> PhaseEvent:
+    """Driftless's own event when a pass starts applying `revision` to `target`: a pending status."""
+    return PhaseEvent("driftless", revision, f"driftless/{target}", "Target", target, PENDING, False,
+                      "Applying", f"Driftless is applying {revision[:12]} to {target}")
+
+
+def pass_finished(result: "PassResult") -> PhaseEvent:
+    """Driftless's own event for a finished pass: success when every app is applied and healthy, else a
+    failure naming the failing apps (or the number of invalid manifests)."""
+    failing = [o.app for o in result.outcomes if not o.ok]
+    if result.ok:
+        state, message = SUCCESS, f"{len(result.outcomes)} app(s) in sync and healthy"
+    else:
+        state, message = FAILURE, ("failing: " + ", ".join(failing[:10]) if failing else
+                                   f"{len(result.problems)} invalid manifest(s)")
+    return PhaseEvent("driftless", result.revision, f"driftless/{result.target}", "Target", result.target,
+                      state, True, "Succeeded" if result.ok else "Failed", message, failing)

@@ -10,8 +10,8 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from shared.credentials import credential
-from shared.settings import Settings
+from shared.config.credentials import credential
+from shared.config.settings import Settings
 
 _LOG = logging.getLogger("driftless.secrets")
 # Fail a job within seconds when the vault is down; the queue retries it.

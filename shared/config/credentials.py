@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.settings import Settings
+from shared.config.settings import Settings
 
 
 class StaticToken:

@@ -1,126 +1,29 @@
-"""Where phase events go: commit statuses (GitHub, Azure Repos), GitHub `repository_dispatch`,
-Azure Pipelines agentless-task callbacks, and custom subscribers.
+"""The sinks of the CI feedback loop: commit statuses (GitHub, Azure Repos), GitHub `repository_dispatch`,
+Azure Pipelines agentless-task callbacks and custom subscribers.
 
-Configuration is the app setting `DRIFTLESS_FEEDBACK`, JSON keyed by config name (events
-pick one with `config` in Flux's Alert `eventMetadata` or in the Argo CD body; "default"
-otherwise). Tokens and keys come from Key Vault by name, never from the setting.
+Each sink call raises `SinkFailed` when it could not deliver now; the CI feedback worker retries
+that sink on its own. Tokens come from the callables given; they never appear in a message.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import re
-from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from shared.phases import ERROR, FAILURE, PENDING, SUCCESS, PhaseEvent
+from shared.adapters import github
+from shared.adapters.azure_devops import AzureDevOps, AzureDevOpsError
+from shared.core.feedback_config import (
+    AZDO_STATES,
+    FeedbackConfig,
+    SinkFailed,
+    merged_pr,
+    run_id,
+)
+from shared.core.phases import PhaseEvent
 
-AZDO_STATES = {PENDING: "pending", SUCCESS: "succeeded", FAILURE: "failed", ERROR: "error"}
-_RUN_ID = re.compile(r"^\s*run[-_ ]?id\s*[:=]\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
-_MERGED_PR = re.compile(r"Merged PR (\d+):")
 TIMEOUT = 10
-
-
-class FeedbackConfigError(ValueError):
-    """DRIFTLESS_FEEDBACK is malformed; the message names the config and field."""
-
-
-class SinkFailed(RuntimeError):
-    """A sink could not deliver now; it is retried later on its own."""
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    name: str
-    url: str
-    secret_name: str | None = None
-
-
-@dataclass(frozen=True)
-class FeedbackConfig:
-    """One manifests repository / environment: where its events are reported."""
-
-    name: str
-    github_repo: str | None = None                      # owner/name for commit statuses
-    azure_repos: tuple[str, str, str] | None = None      # (organization URL, project, repository)
-    target_url: str | None = None                       # may contain {sha} and {context}
-    dispatch_repo: str | None = None                    # owner/name receiving repository_dispatch
-    dispatch_event: str = "sync-success"
-    failure_event: str | None = None
-    pipelines: tuple[str, str, str] | None = None       # (organization URL, project, PR repository)
-    subscribers: tuple[Subscriber, ...] = field(default_factory=tuple)
-    allow_http: bool = False
-
-    def sinks(self, event: PhaseEvent) -> list[str]:
-        """The sinks an event goes to: a status always, callbacks only when the deployment finished."""
-        names = ["status"] if (self.github_repo or self.azure_repos) else []
-        if event.finished and self.dispatch_repo and (event.succeeded or self.failure_event):
-            names.append("dispatch")
-        if event.finished and self.pipelines:
-            names.append("pipelines")
-        return names + [f"subscriber:{s.name}" for s in self.subscribers]
-
-
-def load_configs(raw: str | None) -> dict[str, FeedbackConfig]:
-    """Parse DRIFTLESS_FEEDBACK; an empty setting means no feedback at all."""
-    if not raw or not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise FeedbackConfigError(f"DRIFTLESS_FEEDBACK is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise FeedbackConfigError("DRIFTLESS_FEEDBACK must be a JSON object of named configs")
-    return {name: _config(name, spec) for name, spec in data.items()}
-
-
-def _config(name: str, spec: Any) -> FeedbackConfig:
-    where = f"DRIFTLESS_FEEDBACK.{name}"
-    if not isinstance(spec, dict):
-        raise FeedbackConfigError(f"{where} must be an object")
-    allowed = {"github", "azureRepos", "targetUrl", "githubDispatch", "azurePipelines", "subscribers", "allowHttp"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise FeedbackConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: "
-                                  f"{', '.join(sorted(allowed))}")
-
-    def triple(key: str, names: tuple[str, str, str]) -> tuple[str, str, str] | None:
-        value = spec.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict) or not all(isinstance(value.get(n), str) and value[n] for n in names):
-            raise FeedbackConfigError(f"{where}.{key} needs {', '.join(names)}")
-        return (value[names[0]].rstrip("/"), value[names[1]], value[names[2]])
-
-    dispatch = spec.get("githubDispatch") or {}
-    subscribers = []
-    for i, item in enumerate(spec.get("subscribers") or []):
-        if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
-            raise FeedbackConfigError(f"{where}.subscribers[{i}] needs name and url")
-        scheme = urlsplit(item["url"]).scheme
-        if scheme != "https" and not (scheme == "http" and spec.get("allowHttp")):
-            raise FeedbackConfigError(f"{where}.subscribers[{i}] ({item['name']}): {item['url']} is not HTTPS; "
-                                      "set allowHttp: true to allow plain HTTP")
-        subscribers.append(Subscriber(item["name"], item["url"], item.get("secretName")))
-    return FeedbackConfig(
-        name=name, github_repo=spec.get("github"), azure_repos=triple("azureRepos", ("org", "project", "repo")),
-        target_url=spec.get("targetUrl"), dispatch_repo=dispatch.get("repo"),
-        dispatch_event=dispatch.get("eventType", "sync-success"), failure_event=dispatch.get("failureEventType"),
-        pipelines=triple("azurePipelines", ("org", "project", "prRepo")), subscribers=tuple(subscribers),
-        allow_http=bool(spec.get("allowHttp")))
-
-
-def run_id(message: str) -> str | None:
-    """A GitHub Actions run id from a `Run-Id: <n>` trailer, if the commit message has one."""
-    match = _RUN_ID.search(message or "")
-    return match.group(1) if match else None
-
-
-def merged_pr(message: str) -> int | None:
-    match = _MERGED_PR.search(message or "")
-    return int(match.group(1)) if match else None
 
 
 class Forwarder:
@@ -240,34 +143,18 @@ class Forwarder:
 
     # --- transports -------------------------------------------------------------------------
     def _github(self):
-        from github import Auth, Github
-
-        token = self._github_token()
-        return Github(auth=Auth.Token(token) if token else None, base_url=self._github_api, timeout=TIMEOUT,
-                      retry=0, lazy=True)
+        return github.client(self._github_api, self._github_token())
 
     @staticmethod
     def _call(action: Callable[[], Any]) -> Any:
-        from github import GithubException
-
         try:
-            return action()
-        except GithubException as exc:
-            raise SinkFailed(f"GitHub answered {exc.status}") from None
-        except OSError as exc:
-            raise SinkFailed(f"GitHub unreachable: {type(exc).__name__}") from None
+            return github.call(action)
+        except github.GitHubError as exc:
+            raise SinkFailed(str(exc)) from None
 
     def _azdo(self, method: str, url: str, body: dict | None = None, *, missing_ok: bool = False) -> dict[str, Any] | None:
-        """Call Azure DevOps with the token as basic-auth password; None for a 404 when `missing_ok`."""
-        import requests
-
-        token = self._azdo_token() or ""
+        """Call Azure DevOps; None for a 404 when `missing_ok`."""
         try:
-            reply = requests.request(method, url, json=body, auth=("", token), timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise SinkFailed(f"Azure DevOps unreachable: {type(exc).__name__}") from None
-        if reply.status_code == 404 and missing_ok:
-            return None
-        if reply.status_code >= 300:
-            raise SinkFailed(f"Azure DevOps answered {reply.status_code} for {method} {urlsplit(url).path}")
-        return reply.json() if reply.content else {}
+            return AzureDevOps(self._azdo_token).request(method, url, body, missing_ok=missing_ok)
+        except AzureDevOpsError as exc:
+            raise SinkFailed(str(exc)) from None

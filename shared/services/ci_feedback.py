@@ -13,20 +13,24 @@ import hmac
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from shared import storage, telemetry
-from shared.feedback import Forwarder, FeedbackConfig, FeedbackConfigError, SinkFailed, load_configs
-from shared.jobs import now_iso
-from shared.phases import FAILURE, PENDING, SUCCESS, PhaseEvent, parse_event
-
-if TYPE_CHECKING:
-    from shared.outcome import PassResult
-    from shared.pipeline import Pipeline, Reply
+from shared.adapters import telemetry
+from shared.core.feedback_config import (
+    FeedbackConfig,
+    FeedbackConfigError,
+    SinkFailed,
+    load_configs,
+)
+from shared.core.jobs import now_iso
+from shared.core.phases import PhaseEvent, parse_event
+from shared.core.queues import PHASE_QUEUE
+from shared.core.reply import Reply
+from shared.services.ci_sinks import Forwarder
+from shared.services.context import Context
 
 log = logging.getLogger("driftless.callbacks")
 
-PHASE_QUEUE = "phase-events"
 MAX_BODY = 1024 * 1024
 MAX_ATTEMPTS = 6
 ABANDONED_WITHIN_HOURS = 72
@@ -39,22 +43,21 @@ def _digest(text: str) -> str:
 class Callbacks:
     """Intake, forwarding and Driftless's own statuses; shares the Pipeline's secrets and store."""
 
-    def __init__(self, pipeline: "Pipeline"):
-        self.pipeline = pipeline
-        self.settings, self.secrets, self.store = pipeline.settings, pipeline.secrets, pipeline.store
+    def __init__(self, context: Context):
+        self.context = context
+        self.settings, self.secrets, self.store = context.settings, context.secrets, context.store
 
     @property
     def configs(self) -> dict[str, FeedbackConfig]:
         return load_configs(self.settings.feedback)
 
     def _enqueue(self, envelope: dict[str, Any], *, delay: int = 0) -> None:
-        storage.queue(PHASE_QUEUE, self.pipeline.env).send_message(json.dumps(envelope), visibility_timeout=delay or None)
+        self.context.send(PHASE_QUEUE, json.dumps(envelope), delay=delay)
 
     # --- intake --------------------------------------------------------------------------
-    def accept(self, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> "Reply":
+    def accept(self, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Reply:
         """Authenticate (phase key or Flux generic-hmac), validate, enqueue; answer at once."""
-        from shared.pipeline import Reply
-        from shared.secrets import SecretsUnavailable
+        from shared.adapters.key_vault import SecretsUnavailable
 
         headers = {k.lower(): v for k, v in headers.items()}
         if len(body) > MAX_BODY:
@@ -99,32 +102,6 @@ class Callbacks:
             return bool(wanted) and hmac.compare_digest(wanted.encode(), key.encode())
         return False
 
-    # --- Driftless's own passes ------------------------------------------------------------
-    def report_pass_started(self, target: str, revision: str) -> None:
-        self._report(PhaseEvent("driftless", revision, f"driftless/{target}", "Target", target, PENDING, False,
-                                "Applying", f"Driftless is applying {revision[:12]} to {target}"))
-
-    def report_pass(self, result: "PassResult") -> None:
-        """success when every app is applied and healthy; failure naming the failing apps."""
-        failing = [o.app for o in result.outcomes if not o.ok]
-        if result.ok:
-            state, message = SUCCESS, f"{len(result.outcomes)} app(s) in sync and healthy"
-        else:
-            state, message = FAILURE, ("failing: " + ", ".join(failing[:10]) if failing else
-                                       f"{len(result.problems)} invalid manifest(s)")
-        self._report(PhaseEvent("driftless", result.revision, f"driftless/{result.target}", "Target", result.target,
-                                state, True, "Succeeded" if result.ok else "Failed", message, failing))
-
-    def _report(self, event: PhaseEvent) -> None:
-        """Queue an own-deployment event when a default feedback config exists; never fails a pass."""
-        try:
-            if "default" not in self.configs:
-                return
-            self._enqueue({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
-                           "event": {"driftless": event.to_dict()}})
-        except Exception as exc:  # CI feedback must not break reconciles
-            log.error("could not queue the commit status for %s: %s: %s", event.context, type(exc).__name__, exc)
-
     # --- the worker ----------------------------------------------------------------------
     def forward(self, body: bytes) -> str:
         """Deliver one queued event to each of its sinks; failed sinks are re-queued alone."""
@@ -133,16 +110,13 @@ class Callbacks:
             data = envelope["event"]
             event = PhaseEvent(**data["driftless"]) if "driftless" in data else parse_event(data)
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("parked a malformed phase event (%s)", exc)
-            storage.queue(PHASE_QUEUE + storage.POISON_SUFFIX, self.pipeline.env).send_message(
-                body.decode("utf-8", "replace"))
-            return "parked"
+            return self.context.park(PHASE_QUEUE, body, f"not a phase event: {exc}")
         config = self.configs.get(event.config)
         if config is None or not event.commit:
             log.warning("phase event %s dropped: no feedback config %r", envelope.get("id"), event.config)
             return "dropped"
         forwarder = Forwarder(config, github_api=self.settings.github_api_url,
-                              github_token=self.pipeline.github_token, azdo_token=self.secrets.azdo_token,
+                              github_token=self.context.github_token, azdo_token=self.secrets.azdo_token,
                               secret=self.secrets.get)
         failed = []
         for sink in envelope.get("sinks") or config.sinks(event):
@@ -160,8 +134,7 @@ class Callbacks:
         if attempt >= MAX_ATTEMPTS:
             log.error("phase event %s parked after %d attempts; failed sinks: %s", envelope.get("id"), attempt,
                       ", ".join(failed))
-            storage.queue(PHASE_QUEUE + storage.POISON_SUFFIX, self.pipeline.env).send_message(json.dumps(retry))
-            return "parked"
+            return self.context.park(PHASE_QUEUE, json.dumps(retry), f"sinks still failing: {', '.join(failed)}")
         self._enqueue(retry, delay=min(300, 5 * 2 ** attempt))
         return "retrying"
 
@@ -198,7 +171,7 @@ class Callbacks:
             if not config.pipelines:
                 continue
             forwarder = Forwarder(config, github_api=self.settings.github_api_url,
-                                  github_token=self.pipeline.github_token, azdo_token=self.secrets.azdo_token,
+                                  github_token=self.context.github_token, azdo_token=self.secrets.azdo_token,
                                   secret=self.secrets.get)
             for number in forwarder.abandoned_prs(ABANDONED_WITHIN_HOURS):
                 claim = _digest(f"{config.name}|abandoned|{number}")

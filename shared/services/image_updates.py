@@ -15,25 +15,31 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from shared import image_policy, semver, storage
-from shared.image_policy import ImagePolicy
-from shared.jobs import BadJob, now_iso, read_message
-from shared.registry import ImageRef, Registry, RegistryDenied, parse_image, secret_name
-from shared.settings import Settings
-from shared.store import row_key
-from shared.webhook import parse_push, repository_names
-from shared.yaml_patch import PatchError, set_image
-
-if TYPE_CHECKING:
-    from shared.manifests import Target
-    from shared.pipeline import Pipeline, Reply
+from shared.adapters import github
+from shared.adapters.github import GitHubError
+from shared.adapters.registry import (
+    ImageRef,
+    Registry,
+    RegistryDenied,
+    parse_image,
+    secret_name,
+)
+from shared.adapters.status_store import row_key
+from shared.config.settings import Settings
+from shared.core import image_policy, semver
+from shared.core.image_policy import Followed, ImagePolicy
+from shared.core.jobs import BadJob, now_iso, read_message
+from shared.core.queues import IMAGE_QUEUE
+from shared.core.reply import Reply
+from shared.core.webhook import parse_push, repository_names
+from shared.core.yaml_patch import PatchError, set_image
+from shared.services.context import Context
 
 log = logging.getLogger("driftless.images")
 
-IMAGE_QUEUE = "image-updates"
 SCHEMA = 1
 REASONS = ("push", "workflow_run", "timer", "retry")
 RETRY_BASE, RETRY_CAP, MAX_ATTEMPTS = 10, 600, 8
@@ -93,53 +99,6 @@ def retry_delay(attempt: int) -> int:
     return min(RETRY_CAP, RETRY_BASE * 2 ** (attempt - 1))
 
 
-# --- what follows what -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Followed:
-    """One opted-in manifest at the manifests head: where it is and what it follows."""
-
-    target: str
-    app: str
-    file: str
-    kind: str
-    name: str
-    namespace: str | None
-    containers: tuple[str, ...]      # path of the containers list in the document
-    policy: ImagePolicy
-    image: str                       # the followed container's image in Git
-
-    def selects(self, document: Any) -> bool:
-        """True for the document that defines this manifest."""
-        if not isinstance(document, Mapping) or document.get("kind") != self.kind:
-            return False
-        meta = document.get("metadata") if isinstance(document.get("metadata"), Mapping) else {}
-        return meta.get("name") == self.name and (self.namespace is None or
-                                                  meta.get("namespace", self.namespace) == self.namespace)
-
-
-def follows(target: "Target", objects: list) -> list[Followed]:
-    """The opted-in Apps (or workloads of an aks Target) among validated `objects`."""
-    found = []
-    for obj in objects:
-        if target.type == "aks":
-            path = image_policy.WORKLOAD_CONTAINERS.get(obj.kind)
-            body, key, kind, name, namespace = obj.body, obj.key, obj.kind, obj.name, obj.namespace
-            annotations = (body.get("metadata") or {}).get("annotations")
-        else:
-            path, key, kind, name, namespace = image_policy.APP_CONTAINERS, obj.name, "App", obj.name, None
-            annotations, body = obj.annotations, {"spec": {"containers": [
-                {"name": c.name, "image": c.image} for c in obj.containers]}}
-        if path is None or not image_policy.opted_in(annotations):
-            continue
-        policy = image_policy.read_policy(annotations, image_policy.container_names(body, path))[0]
-        containers: Any = body
-        for step in path:
-            containers = containers[step]
-        image = next(c["image"] for c in containers if c.get("name") == policy.container)
-        found.append(Followed(target.name, key, obj.file, kind, name, namespace, path, policy, str(image)))
-    return found
-
-
 def manifests_repo(settings: Settings) -> str | None:
     """owner/name of the manifests repository on GitHub: from DRIFTLESS_REPO_URL when it is a GitHub
     (Enterprise) URL, else DRIFTLESS_MANIFESTS_GITHUB_REPO."""
@@ -178,21 +137,21 @@ class Deferred(Exception):
 class ImageUpdates:
     """The image update producers and worker; one per Pipeline (shares its settings, secrets and store)."""
 
-    def __init__(self, pipeline: "Pipeline"):
-        self.pipeline = pipeline
-        self.settings = pipeline.settings
+    def __init__(self, context: Context):
+        self.context = context
+        self.settings = context.settings
 
     # --- producers -------------------------------------------------------------------------
     def enqueue(self, job: ImageJob, *, delay: int = 0) -> None:
-        storage.queue(IMAGE_QUEUE, self.pipeline.env).send_message(job.to_json(), visibility_timeout=delay or None)
+        self.context.send(IMAGE_QUEUE, job.to_json(), delay=delay)
         log.info("enqueued image job %s for %s/%s (%s, attempt %d, delay %d s)", job.id, job.target, job.app,
                  job.reason, job.attempt, delay, extra={"job": job.id, "target": job.target, "app": job.app})
 
     def followed(self) -> list[Followed]:
         """Every opted-in manifest of every Target at the manifests head."""
-        reconciler = self.pipeline.reconciler
-        revision, targets = self.pipeline.targets_at_head()
-        return [f for t in targets for f in follows(t, reconciler.desired(t, revision)[0])]
+        reconciler = self.context.reconciler
+        revision, targets = reconciler.targets_at_head()
+        return [f for t in targets for f in reconciler.engine(t).followed(reconciler.desired(t, revision)[0])]
 
     def schedule(self) -> list[ImageJob]:
         """Timer fallback: one job per opted-in manifest."""
@@ -213,11 +172,9 @@ class ImageUpdates:
         names = parse_push(payload).repository
         return bool(ours and names) and not ours & names
 
-    def webhook(self, event: str, payload: Mapping[str, Any], delivery: str | None) -> "Reply":
+    def webhook(self, event: str, payload: Mapping[str, Any], delivery: str | None) -> Reply:
         """An app repository's push on a followed branch, or its successful `workflow_run`: one job per
         manifest following that repository and branch. Called after the signature was verified."""
-        from shared.pipeline import Reply
-
         repo = str((payload.get("repository") or {}).get("full_name") or "")
         if event == "workflow_run":
             run = payload.get("workflow_run") or {}
@@ -232,23 +189,18 @@ class ImageUpdates:
             branch, sha = push.ref[len("refs/heads/"):], push.after
         if not repo or not branch:
             return Reply(202, {"ignored": "the event names no repository or branch"})
-        if delivery and not self.pipeline.store.claim_delivery(delivery):
-            return Reply(200, {"duplicate": delivery})
-        try:
+        def enqueue() -> Reply:
             chosen = [f for f in self.followed() if f.policy.repo and f.policy.repo.lower() == repo.lower()
                       and f.policy.branch == branch]
             jobs = [new_image_job(f.target, f.app, event, sha=sha or None, delivery=delivery) for f in chosen]
             for job in jobs:
                 self.enqueue(job)
-        except Exception as exc:
-            if delivery:
-                self.pipeline.store.release_delivery(delivery)
-            log.error("image event %s not enqueued: %s: %s", delivery, type(exc).__name__, exc)
-            return Reply(503, {"error": "could not enqueue; GitHub may redeliver"})
-        if not jobs:
-            return Reply(200, {"ignored": f"no manifest follows {repo}@{branch}"})
-        return Reply(202, {"repository": repo, "branch": branch, "sha": sha, "queue": IMAGE_QUEUE,
-                           "jobs": [{"target": j.target, "app": j.app, "id": j.id} for j in jobs]})
+            if not jobs:
+                return Reply(200, {"ignored": f"no manifest follows {repo}@{branch}"})
+            return Reply(202, {"repository": repo, "branch": branch, "sha": sha, "queue": IMAGE_QUEUE,
+                               "jobs": [{"target": j.target, "app": j.app, "id": j.id} for j in jobs]})
+
+        return self.context.once_per_delivery(delivery, enqueue)
 
     # --- the worker ------------------------------------------------------------------------
     def run(self, body: bytes, *, dequeue_count: int = 1) -> str:
@@ -257,10 +209,7 @@ class ImageUpdates:
         try:
             job = parse_image_job(body)
         except BadJob as exc:
-            log.error("parked a malformed image job (%s); see queue %s%s", exc, IMAGE_QUEUE, storage.POISON_SUFFIX)
-            storage.queue(IMAGE_QUEUE + storage.POISON_SUFFIX, self.pipeline.env).send_message(
-                body.decode("utf-8", "replace"))
-            return "parked"
+            return self.context.park(IMAGE_QUEUE, body, str(exc))
         context = {"job": job.id, "target": job.target, "app": job.app, "attempt": job.attempt,
                    "dequeue_count": dequeue_count}
         try:
@@ -275,13 +224,11 @@ class ImageUpdates:
         return outcome.action
 
     def _update(self, job: ImageJob) -> ImageOutcome:
-        from github import GithubException
-
         def done(action: str, message: str, **details: Any) -> ImageOutcome:
             return ImageOutcome(job.target, job.app, action, message, **details)
 
-        reconciler = self.pipeline.reconciler
-        revision, targets = self.pipeline.targets_at_head()
+        reconciler = self.context.reconciler
+        revision, targets = reconciler.targets_at_head()
         target = next((t for t in targets if t.name == job.target), None)
         if target is None:
             return done("skipped", f"Target {job.target} is not declared at {revision[:12]}")
@@ -289,7 +236,7 @@ class ImageUpdates:
         invalid = [str(p) for p in problems if p.app == job.app]
         if invalid:
             return done("failed", "the manifest is invalid: " + "; ".join(invalid))
-        found = next((f for f in follows(target, objects) if f.app == job.app), None)
+        found = next((f for f in reconciler.engine(target).followed(objects) if f.app == job.app), None)
         if found is None:
             return done("skipped", f"{job.app} does not opt in to image updates at {revision[:12]}")
         policy = found.policy
@@ -318,7 +265,8 @@ class ImageUpdates:
                 return done("failed", self._missing(job, current, wanted, policy, sha), **details)
         except RegistryDenied as exc:
             return done("failed", str(exc), from_=current.version)
-        except GithubException as exc:
+        except GitHubError as exc:
+            _retry_if_transient(exc)
             return done("failed", f"GitHub answered {exc.status} for {policy.repo}"
                                   f"{f' (commit {sha[:12]})' if sha else f' (branch {policy.branch})'}",
                         from_=current.version)
@@ -346,8 +294,6 @@ class ImageUpdates:
 
     def _commit(self, found: Followed, current: ImageRef, wanted: str, done) -> ImageOutcome:
         """Patch the image line and commit it with the file's blob SHA as precondition; re-read on conflict."""
-        from github import GithubException
-
         owner_repo = manifests_repo(self.settings)
         image = current.with_tag(wanted)
         details = {"from_": current.version, "to": wanted, "image": image}
@@ -363,14 +309,16 @@ class ImageUpdates:
                 patched, old = set_image(text, found.selects, found.containers, str(found.policy.container), image)
             except PatchError as exc:
                 return done("failed", f"{found.file}: {exc} (wanted {image}); file untouched", **details)
-            except GithubException as exc:
+            except GitHubError as exc:
+                _retry_if_transient(exc)
                 return done("failed", f"GitHub answered {exc.status} reading {owner_repo}/{found.file}", **details)
             if old == image:
                 return done("up_to_date", f"{image} is already in {found.file}", **{**details, "from_": wanted})
             try:
                 result = _github_call(lambda: repo.update_file(found.file, message, patched, contents.sha,
                                                                branch=self.settings.branch))
-            except GithubException as exc:
+            except GitHubError as exc:
+                _retry_if_transient(exc)
                 if exc.status in (409, 422):
                     log.info("commit to %s conflicted (%s); re-reading", found.file, exc.status)
                     continue
@@ -382,11 +330,7 @@ class ImageUpdates:
 
     # --- adapters --------------------------------------------------------------------------
     def _github(self):
-        from github import Auth, Github
-
-        token = self.pipeline.github_token()
-        return Github(auth=Auth.Token(token) if token else None, base_url=self.settings.github_api_url,
-                      timeout=TIMEOUT, retry=0, lazy=True)
+        return github.client(self.settings.github_api_url, self.context.github_token())
 
     def _branch_head(self, repo: str, branch: str) -> str:
         return _github_call(lambda: self._github().get_repo(repo, lazy=True).get_branch(branch).commit.sha)
@@ -396,17 +340,17 @@ class ImageUpdates:
         return _github_call(lambda: list(itertools.islice(runs, 100)))
 
     def _registry(self, image: ImageRef) -> Registry:
-        from shared.credentials import credential
+        from shared.config.credentials import credential
 
         name = secret_name(image.registry)
-        return Registry(image.api_host, credentials=lambda: self.pipeline.secrets.get(name), credentials_name=name,
+        return Registry(image.api_host, credentials=lambda: self.context.secrets.get(name), credentials_name=name,
                         entra_token=lambda scope: credential(self.settings).get_token(scope).token)
 
     # --- status and notification -----------------------------------------------------------
     def record(self, outcome: ImageOutcome) -> None:
         """Store the outcome (newest wins) and notify when a patch or a new failure happened."""
         key = row_key(f"{outcome.target}/{outcome.app}")
-        _, previous = self.pipeline.store.advance(STATUS_PARTITION, key, order=outcome.at,
+        _, previous = self.context.store.advance(STATUS_PARTITION, key, order=outcome.at,
                                                   value=json.dumps(outcome.to_dict()))
         before = json.loads(previous.partition("\t")[2]) if previous else {}
         if outcome.action == "patched" or (outcome.action == "failed" and (before.get("action"), before.get("message"))
@@ -416,7 +360,7 @@ class ImageUpdates:
     def status(self, target: str | None = None) -> list[dict[str, Any]]:
         """The last outcome per opted-in manifest (what `GET /api/status` shows under `images`)."""
         rows = [json.loads(value.partition("\t")[2])
-                for value in self.pipeline.store.recall_all(STATUS_PARTITION).values()]
+                for value in self.context.store.recall_all(STATUS_PARTITION).values()]
         return sorted((r for r in rows if target is None or r["target"] == target),
                       key=lambda r: (r["target"], r["app"]))
 
@@ -425,10 +369,10 @@ class ImageUpdates:
         the answer is checked and logged, never raised."""
         import requests
 
-        from shared.secrets import SecretsUnavailable
+        from shared.adapters.key_vault import SecretsUnavailable
 
         try:
-            url = (self.pipeline.secrets.get(self.settings.image_notify_url_name) or "").strip()
+            url = (self.context.secrets.get(self.settings.image_notify_url_name) or "").strip()
         except SecretsUnavailable as exc:
             log.warning("image notification not sent: %s", exc)
             return
@@ -458,14 +402,11 @@ def _satisfied(current: ImageRef, wanted: str, policy: ImagePolicy) -> bool:
 
 
 def _github_call(action):
-    """Run a GitHub call; network failures raise RuntimeError (the host retries the job), 5xx likewise."""
-    from github import GithubException
+    """One GitHub call; a transient failure (network, 5xx) raises so the host retries the job."""
+    return github.call(action)
 
-    try:
-        return action()
-    except GithubException as exc:
-        if exc.status >= 500:
-            raise RuntimeError(f"GitHub answered {exc.status}; will retry") from None
-        raise
-    except OSError as exc:
-        raise RuntimeError(f"GitHub unreachable: {type(exc).__name__}") from None
+
+def _retry_if_transient(exc: GitHubError) -> None:
+    """Re-raise a transient GitHub failure (the host retries the job); a refusal becomes the outcome."""
+    if exc.retryable:
+        raise exc

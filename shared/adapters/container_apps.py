@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
-from shared.credentials import credential
-from shared.settings import Settings
+from shared.config.credentials import credential
+from shared.config.settings import Settings
 
 
 class ApplyFailed(RuntimeError):
@@ -134,3 +134,16 @@ def _deadline_polling(interval: float, deadline: float, message: str):
 
 def _json(body: dict[str, Any]) -> io.BytesIO:
     return io.BytesIO(json.dumps(body).encode())
+
+
+_by_subscription: dict[tuple[Settings, str], ContainerApps] = {}
+_by_subscription_lock = threading.Lock()
+
+
+def for_subscription(settings: Settings, subscription_id: str) -> ContainerApps:
+    """The process's ContainerApps for this subscription and settings (SDK client built once, reused)."""
+    with _by_subscription_lock:
+        key = (settings, subscription_id)
+        if key not in _by_subscription:
+            _by_subscription[key] = ContainerApps(settings, subscription_id)
+        return _by_subscription[key]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import __version__
-from shared.settings import Settings, SettingsError
+from shared.config.settings import Settings, SettingsError
 
 REQUIRED = ("DRIFTLESS_REPO_URL",)
 DEFAULT_TARGET = ("AZURE_SUBSCRIPTION_ID", "DRIFTLESS_RESOURCE_GROUP", "DRIFTLESS_ACA_ENVIRONMENT")

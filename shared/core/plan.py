@@ -13,10 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from shared.container_app import (TAG_OWNER, TAG_SPEC_HASH, TAG_TARGET, Health, desired_view,
-                                  environment_of, health, live_view, spec_hash)
-from shared.diff import Change, diff
-from shared.manifests import App, Problem, Target, names_in_problems
+from shared.core.container_app import (
+    TAG_OWNER,
+    TAG_SPEC_HASH,
+    TAG_TARGET,
+    Health,
+    desired_view,
+    environment_of,
+    health,
+    live_view,
+    spec_hash,
+)
+from shared.core.diff import Change, diff
+from shared.core.manifests import App, Problem, Target, names_in_problems
 
 WRITES = ("create", "update", "reapply", "delete")
 
@@ -53,6 +62,24 @@ def is_owned(resource: dict[str, Any], target: Target, instance: str) -> bool:
     return tags.get(TAG_OWNER) == instance and tags.get(TAG_TARGET) == target.name
 
 
+def foreign_owner(marks: Mapping[str, str], mine: Iterable[tuple[str, str]], *, said: str = "labelled") -> str:
+    """Why an object is someone else's: the first of `mine` ((tag or label, our value)) that `marks` (its tags
+    or labels) sets to another value, as "<said> key=value, not ours"; "" when none is (unmarked counts as ours)."""
+    for key, ours in mine:
+        if marks.get(key) not in (None, ours):
+            return f"{said} {key}={marks[key]}, not {ours}"
+    return ""
+
+
+def invalid_steps(problems: list[Problem], valid: set[str], *, make: type[Step] = Step) -> list[Step]:
+    """A `failed` step for each name that has problems and no valid manifest: never written, never deleted."""
+    steps = []
+    for name in sorted(names_in_problems(problems) - valid):
+        reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)
+        steps.append(make(name, "failed", f"invalid manifest, not applied: {reasons}"))
+    return steps
+
+
 def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: list[Problem],
               live: Iterable[dict[str, Any]], suspended: Iterable[str] = (), only: str | None = None,
               backoff: Mapping[str, str] | None = None) -> Plan:
@@ -66,10 +93,8 @@ def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: l
     for step in steps:
         if step.kind == "reapply" and step.app in (backoff or {}):
             step.kind, step.reason = "unchanged", f"{step.reason}; next re-apply after {backoff[step.app]}"
-    invalid = names_in_problems(problems) - {a.name for a in apps}
-    for name in sorted(invalid):
-        reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)
-        steps.append(Step(name, "failed", f"invalid manifest, not applied: {reasons}"))
+    steps += invalid_steps(problems, {a.name for a in apps})
+    invalid = names_in_problems(problems)
     degraded = bool(problems)
     owned = {r["name"]: r for r in live_by_name.values()
              if is_owned(r, target, instance) and environment_of(r).lower() == env_id}
@@ -95,10 +120,9 @@ def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instanc
                                         f"{environment_of(resource).rsplit('/', 1)[-1]} of this resource group",
                     desired=app, live=resource)
     tags = resource.get("tags") or {}
-    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
-        if tags.get(tag) not in (None, mine):
-            return Step(app.name, "failed", f"owned by {tag}={tags[tag]}, not {mine}; refusing to take it over",
-                        desired=app, live=resource)
+    owner = foreign_owner(tags, ((TAG_OWNER, instance), (TAG_TARGET, target.name)), said="owned by")
+    if owner:
+        return Step(app.name, "failed", f"{owner}; refusing to take it over", desired=app, live=resource)
     wanted = desired_view(app)
     changes = diff(wanted, live_view(resource, wanted), "")
     for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):

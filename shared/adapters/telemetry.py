@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
-    from shared.outcome import PassResult
+    from shared.core.outcome import PassResult
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}

@@ -11,8 +11,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from shared import image_policy
-from shared.manifests import DNS_LABEL, Problem, locate, parse_documents
+from shared.core import image_policy
+from shared.core.manifests import DNS_LABEL, Problem, locate, parse_documents
 
 CLUSTER_SCOPED = frozenset({
     "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "CSIDriver",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from shared.manifests import Target
+from shared.core.manifests import Target
 
 MAX_BODY = 5 * 1024 * 1024
 """Larger bodies are refused with 413 (GitHub caps payloads at 25 MB; a push of ours is far smaller)."""

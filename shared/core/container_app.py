@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared import sizes
-from shared.manifests import App, Target
+from shared.core import sizes
+from shared.core.manifests import App, Target
 
 TAG_OWNER = "driftless-owner"
 TAG_TARGET = "driftless-target"

@@ -1,0 +1,10 @@
+"""The names of Driftless's Storage queues (function_app.py repeats them as literals; a test keeps them equal)."""
+
+RECONCILE_QUEUE = "reconcile-jobs"
+"""Reconcile jobs: one Target each (timer, push, manual, retry)."""
+PHASE_QUEUE = "phase-events"
+"""Flux / Argo CD phase events and Driftless's own pass events, on their way to CI."""
+IMAGE_QUEUE = "image-updates"
+"""Image update jobs: one opted-in manifest each."""
+POISON_SUFFIX = "-poison"
+"""Where a message that can never succeed is parked, as the Functions host names it."""

@@ -1,0 +1,131 @@
+"""The Container Apps engine: `App` manifests of one Target into one Container Apps environment (ARM).
+
+plan = the live list of the Target's resource group (one paged GET) compared with Git by
+`shared.core.plan.make_plan`; reconcile = that plan applied with bounded concurrency through
+`shared.adapters.container_apps`. Anything that goes wrong with one app becomes that app's
+`failed` outcome and never stops the others; listing the live apps failing raises (the caller
+retries the whole pass).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Mapping
+
+from shared.adapters import telemetry
+from shared.adapters.container_apps import ApplyFailed, ContainerApps, for_subscription
+from shared.config.settings import Settings
+from shared.core import container_app
+from shared.core.image_policy import APP_CONTAINERS, Followed, followed
+from shared.core.manifests import App, FileCache, Problem, Target, load_apps
+from shared.core.outcome import Outcome, PassResult
+from shared.core.plan import Plan, Step, make_plan
+from shared.engines.engine import (
+    VERDICTS,
+    Progress,
+    dry_run_outcome,
+    failed,
+    finish,
+    new_result,
+    verdict,
+)
+
+
+class ContainerAppsEngine:
+    """Plans and reconciles one Target of kind `aca`."""
+
+    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None):
+        self.settings, self.target = settings, target
+        self.files = files or FileCache()
+        self._location: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def aca(self) -> ContainerApps:
+        return for_subscription(self.settings, self.target.subscription_id)
+
+    def load(self, files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
+        return load_apps(files, self.files)
+
+    def plan(self, revision: str, desired: list[App], problems: list[Problem], *, only: str | None = None,
+             suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
+        live = self.aca.list_apps(self.target.resource_group)
+        return make_plan(target=self.target, instance=self.settings.instance, apps=desired, problems=problems,
+                         live=live, suspended=suspended, only=only, backoff=backoff)
+
+    def reconcile(self, revision: str, desired: list[App], problems: list[Problem], *, dry_run: bool = False,
+                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> PassResult:
+        started = time.monotonic()
+        result = new_result(self.target, revision, dry_run)
+        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
+        result.degraded, result.prune = plan.degraded, plan.prune
+        result.problems = [p.to_dict() for p in problems]
+        total = len(plan.steps)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
+            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
+                result.outcomes.append(outcome)
+                if progress:
+                    progress(len(result.outcomes), total, outcome)
+        return finish(result, started)
+
+    def followed(self, desired: list[App]) -> list[Followed]:
+        found = []
+        for app in desired:
+            body = {"spec": {"containers": [{"name": c.name, "image": c.image} for c in app.containers]}}
+            item = followed(self.target.name, app.file, app.name, "App", app.name, None, app.annotations, body,
+                            APP_CONTAINERS)
+            if item is not None:
+                found.append(item)
+        return found
+
+    # --- one step ----------------------------------------------------------------------------
+    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        started = time.monotonic()
+        with telemetry.span("apply app", app=step.app, target=self.target.name, revision=revision,
+                            planned=step.kind) as span:
+            outcome = self._apply(step, revision, dry_run)
+            if span is not None:
+                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                     "reason": outcome.reason[:500]})
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        return outcome
+
+    def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        if not step.writes:
+            return verdict(step, revision)
+        if dry_run:
+            return dry_run_outcome(step, revision)
+        diff = [c.to_dict() for c in step.changes]
+        rg, aca = self.target.resource_group, self.aca
+        try:
+            if step.kind == "delete":
+                aca.delete(rg, step.app)
+                return Outcome(step.app, "deleted", step.reason, diff, revision)
+            tags = container_app.ownership_tags(step.desired, self.target, self.settings.instance, revision)
+            if step.kind == "create":
+                body = container_app.create_body(step.desired, location=self._environment_location(),
+                                                 environment_id=self.target.environment_id, tags=tags)
+                live = aca.create(rg, step.app, body)
+            else:
+                suffix = f"r{int(time.time() * 1000) % 10**10}" if step.kind == "reapply" else None
+                live = aca.update(rg, step.app, container_app.update_patch(
+                    step.desired, step.live, tags=tags, revision_suffix=suffix))
+        except ApplyFailed as exc:
+            return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
+        except Exception as exc:  # one app's surprise must not stop the pass
+            return failed(step, revision, exc)
+        health = container_app.health(live)
+        reason = health.reason
+        if not health.healthy and health.revision:
+            reason = aca.revision_problem(rg, step.app, health.revision)
+        said = f"re-applied ({step.reason})" if step.kind == "reapply" else step.reason
+        return Outcome(step.app, VERDICTS[step.kind], said, diff, revision, healthy=health.healthy,
+                       health_reason=reason)
+
+    def _environment_location(self) -> str:
+        with self._lock:
+            if self._location is None:
+                self._location = self.aca.environment_location(self.target.environment_id)
+            return self._location

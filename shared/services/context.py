@@ -1,0 +1,65 @@
+"""What every service receives: settings, secrets, the status store, queues and the reconciler.
+
+A narrow object instead of the services themselves: services never call each other (an
+import-linter contract keeps them independent); `shared.wiring` builds one Context per process
+and hands it to each.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from shared.adapters import storage
+from shared.config.settings import Settings
+from shared.core.reply import Reply
+
+if TYPE_CHECKING:
+    from shared.adapters.github import TokenProvider
+    from shared.adapters.key_vault import Secrets
+    from shared.adapters.status_store import Store
+    from shared.engines.reconciler import Reconciler
+
+log = logging.getLogger("driftless")
+
+
+class Context:
+    """Settings, secrets, store, the GitHub token and a lazily built Reconciler (Git cache, engines)."""
+
+    def __init__(self, settings: Settings, *, secrets: "Secrets", store: "Store", github_token: "TokenProvider",
+                 reconciler: Callable[[], "Reconciler"], env: Mapping[str, str] | None = None):
+        self.settings, self.secrets, self.store, self.env = settings, secrets, store, env
+        self.github_token = github_token
+        self._make_reconciler = reconciler
+        self._reconciler: "Reconciler | None" = None
+        self._lock = threading.Lock()
+
+    @property
+    def reconciler(self) -> "Reconciler":
+        with self._lock:
+            if self._reconciler is None:
+                self._reconciler = self._make_reconciler()
+            return self._reconciler
+
+    def send(self, queue: str, text: str, *, delay: int = 0) -> None:
+        """Put a message on one of Driftless's queues (on the Function App's storage account)."""
+        storage.send(queue, text, self.env, delay=delay)
+
+    def park(self, queue: str, body: bytes | str, why: str) -> str:
+        """Park a message that can never succeed in `<queue>-poison`, logged at ERROR; returns "parked"."""
+        poison = storage.park(queue, body, self.env)
+        log.error("parked a malformed message of %s (%s); see queue %s", queue, why, poison)
+        return "parked"
+
+    def once_per_delivery(self, delivery: str | None, enqueue: Callable[[], Reply]) -> Reply:
+        """Run `enqueue` once per GitHub delivery id: a repeat answers 200 duplicate; when enqueueing fails the
+        claim is released (GitHub's redelivery is then accepted) and the answer is 503."""
+        if delivery and not self.store.claim_delivery(delivery):
+            return Reply(200, {"duplicate": delivery})
+        try:
+            return enqueue()
+        except Exception as exc:
+            if delivery:
+                self.store.release_delivery(delivery)
+            log.error("event %s not enqueued: %s: %s", delivery, type(exc).__name__, exc)
+            return Reply(503, {"error": "could not enqueue; GitHub may redeliver"})

@@ -1,0 +1,187 @@
+"""The event pipeline: reconcile jobs from the timer, pushes, `POST /api/reconcile` and resumes, and the
+queue worker that runs them one Target at a time.
+
+Every accepted event ends applied, superseded by a newer pass, or visibly parked: a malformed
+message goes to `reconcile-jobs-poison` at once, a transient failure raises so the Functions host
+retries it (and poisons it after `maxDequeueCount`). Each pass is reported to CI as a phase event
+of Driftless's own (when a `default` feedback config exists).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from shared.adapters import telemetry
+from shared.core.feedback_config import load_configs
+from shared.core.jobs import BadJob, Job, new_job, now_iso, parse_job
+from shared.core.manifests import APP_NAME
+from shared.core.phases import PhaseEvent, pass_finished, pass_started
+from shared.core.queues import PHASE_QUEUE, RECONCILE_QUEUE
+from shared.core.reply import Reply
+from shared.core.webhook import Push, load_json, touched
+from shared.services.context import Context
+
+log = logging.getLogger("driftless.pipeline")
+
+LEASE_TTL = timedelta(minutes=10)
+"""As long as host.json's functionTimeout: a crashed worker's lease frees itself by then."""
+LEASE_RETRY_SECONDS = 10
+"""A job whose Target is busy comes back after this long (a new message, never a sleep)."""
+
+
+class Pipeline:
+    """Producers and the worker of the `reconcile-jobs` queue."""
+
+    def __init__(self, context: Context):
+        self.context = context
+        self.settings, self.store = context.settings, context.store
+
+    def enqueue(self, job: Job, *, delay: int = 0) -> None:
+        self.context.send(RECONCILE_QUEUE, job.to_json(), delay=delay)
+        log.info("enqueued job %s for target %s (%s)", job.id, job.target, job.reason,
+                 extra={"job": job.id, "target": job.target, "reason": job.reason})
+
+    # --- producers -----------------------------------------------------------------------
+    def schedule(self) -> list[Job]:
+        """Timer: one job per Target declared at the branch head."""
+        _, targets = self.context.reconciler.targets_at_head()
+        jobs = [new_job(t.name, "timer") for t in targets]
+        for job in jobs:
+            self.enqueue(job)
+        return jobs
+
+    def push(self, push: Push, delivery: str | None) -> Reply:
+        """A verified push to the manifests branch: one job per Target whose path it touches, once per delivery."""
+        def enqueue() -> Reply:
+            _, targets = self.context.reconciler.targets_at_head()
+            chosen = touched(push, targets, targets_path=self.settings.targets_path)
+            jobs = [new_job(t.name, "push", revision=push.after, delivery=delivery) for t in chosen]
+            for job in jobs:
+                self.enqueue(job)
+            if not jobs:
+                return Reply(200, {"ignored": "the push touches no Target path", "revision": push.after})
+            return Reply(202, {"revision": push.after, "jobs": [{"target": j.target, "id": j.id} for j in jobs]})
+
+        return self.context.once_per_delivery(delivery, enqueue)
+
+    def request_reconcile(self, body: bytes) -> Reply:
+        """`POST /api/reconcile` with {"target": ...} and/or {"app": ...}; no body means every Target."""
+        try:
+            request = load_json(body) if body.strip() else {}
+        except ValueError as exc:
+            return Reply(400, {"error": str(exc)})
+        unknown = set(request) - {"target", "app"}
+        if unknown or any(not isinstance(v, str) for v in request.values()):
+            return Reply(400, {"error": "body may hold only 'target' and 'app', both strings"})
+        reconciler = self.context.reconciler
+        revision, targets = reconciler.targets_at_head()
+        if request.get("target"):
+            targets = [t for t in targets if t.name == request["target"]]
+            if not targets:
+                return Reply(404, {"error": f"no Target named {request['target']!r}"})
+        app = request.get("app")
+        if app:
+            targets = [t for t in targets if any(app in (a.name, getattr(a, "key", None))
+                                                 for a in reconciler.desired(t, revision)[0])]
+            if not targets:
+                return Reply(404, {"error": f"no Target declares an app named {app!r} at {revision[:12]}"})
+        jobs = [new_job(t.name, "manual", revision=revision, app=app) for t in targets]
+        for job in jobs:
+            self.enqueue(job)
+        return Reply(202, {"jobs": [{"id": j.id, "target": j.target, "app": j.app} for j in jobs]})
+
+    def status(self, target: str | None = None) -> dict[str, Any]:
+        """Last pass per Target and last outcome per app."""
+        return self.store.status(target)
+
+    def suspend(self, app: str) -> Reply:
+        """Suspend a Container App (by name) or a Kubernetes object (`Kind/namespace/name`) at runtime."""
+        if not _suspendable(app):
+            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
+        self.store.suspend(app)
+        return Reply(200, {"app": app, "suspended": True})
+
+    def resume(self, app: str) -> Reply:
+        """Lift a runtime suspension and reconcile the app's Targets right away."""
+        if not _suspendable(app):
+            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
+        was = self.store.resume(app)
+        names = self.store.targets_of_app(app)
+        if not names:
+            names = [t.name for t in self.context.reconciler.targets_at_head()[1]]
+        jobs = [new_job(name, "manual", app=app) for name in names]
+        for job in jobs:
+            self.enqueue(job)
+        return Reply(202 if jobs else 200, {"app": app, "suspended": False, "wasSuspended": was,
+                                            "jobs": [{"id": j.id, "target": j.target} for j in jobs]})
+
+    # --- the worker ----------------------------------------------------------------------
+    def run_job(self, body: bytes, *, dequeue_count: int = 1) -> str:
+        """Run one job. Returns what happened; raises on transient failure so the host retries."""
+        try:
+            job = parse_job(body)
+        except BadJob as exc:
+            return self.context.park(RECONCILE_QUEUE, body, str(exc))
+        context = {"job": job.id, "target": job.target, "reason": job.reason, "delivery": job.delivery,
+                   "dequeue_count": dequeue_count}
+        if dequeue_count > 1:
+            telemetry.queue_retry(RECONCILE_QUEUE)
+        with telemetry.span("reconcile job", **context) as span:
+            outcome = self._run_job(job, context)
+            if span is not None:
+                span.set_attribute("outcome", outcome)
+            return outcome
+
+    def _run_job(self, job: Job, context: dict[str, Any]) -> str:
+        revision, targets = self.context.reconciler.targets_at_head()
+        target = next((t for t in targets if t.name == job.target), None)
+        if target is None:
+            log.warning("job %s dropped: Target %s is not declared at %s", job.id, job.target, revision[:12],
+                        extra=context)
+            return "unknown-target"
+        last = self.store.last_completed_start(target.name)
+        if last and job.requested_at < last:
+            log.info("job %s superseded: a pass that started at %s already read a newer head", job.id, last,
+                     extra=context)
+            return "superseded"
+        if not self.store.acquire_lease(target.name, job.id, ttl=LEASE_TTL):
+            self.enqueue(job.retried(), delay=LEASE_RETRY_SECONDS)
+            log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
+            return "deferred"
+        if job.reason != "timer":
+            self._report(pass_started(target.name, revision))
+        try:
+            started = now_iso()
+            result = self.context.reconciler.reconcile(target, revision, only=job.app, suspended=self.store.suspended(),
+                                               backoff=self.store.backoff(target.name))
+            self.store.record_pass(result, started_at=started, complete=job.app is None)
+        finally:
+            self.store.release_lease(target.name, job.id)
+        self._report(pass_finished(result))
+        telemetry.record_pass(result, reason=job.reason, requested_at=job.requested_at)
+        summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "target %s at %s: %s%s", target.name, revision[:12], summary or "no apps",
+                " (degraded)" if result.degraded else "", extra={**context, "revision": revision, "ok": result.ok})
+        return "reconciled"
+
+    def _report(self, event: PhaseEvent) -> None:
+        """Queue Driftless's own phase event when a `default` feedback config exists; never fails a pass."""
+        try:
+            if "default" not in load_configs(self.settings.feedback):
+                return
+            self.context.send(PHASE_QUEUE, json.dumps({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
+                                                       "event": {"driftless": event.to_dict()}}))
+        except Exception as exc:  # CI feedback must not break reconciles (a bad DRIFTLESS_FEEDBACK included)
+            log.error("could not queue the commit status for %s: %s: %s", event.context, type(exc).__name__, exc)
+
+
+_OBJECT_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*/([a-z0-9][a-z0-9.-]*/)?[a-z0-9][a-z0-9.-]*$")
+
+
+def _suspendable(name: str) -> bool:
+    return bool(APP_NAME.match(name) or _OBJECT_KEY.match(name))
