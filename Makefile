@@ -22,6 +22,7 @@ run: deps
 	$(BIN)/python -m devtools.demo
 
 test: deps
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 clean:

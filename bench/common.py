@@ -110,12 +110,26 @@ def repo_with_apps(path: Path, count: int) -> tuple[GitRepo, str]:
     return repo, repo.commit(f"{count} apps")
 
 
+_identity = None
+
+
+def identity_env() -> dict[str, str]:
+    """IDENTITY_ENDPOINT / IDENTITY_HEADER of this process's managed identity stub (started once), which hands
+    out TOKEN: the product's DefaultAzureCredential gets its ARM token there, as in a Function App."""
+    global _identity
+    if _identity is None:
+        from devtools.identity import IdentityStub
+
+        _identity = IdentityStub(TOKEN).start()
+    return _identity.env
+
+
 def engine_env(repo_url: str, arm_endpoint: str, ca_path: str, **extra: str) -> dict[str, str]:
     """Settings for a Reconciler against the emulator (the default Target reads `apps/`)."""
     env = {
         "DRIFTLESS_REPO_URL": repo_url, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "DRIFTLESS_RESOURCE_GROUP": GROUP, "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT,
-        "DRIFTLESS_ARM_ENDPOINT": arm_endpoint, "DRIFTLESS_EMULATOR_TOKEN": TOKEN,
+        "DRIFTLESS_ARM_ENDPOINT": arm_endpoint, **identity_env(),
         "DRIFTLESS_ARM_POLL_INTERVAL": POLL_INTERVAL, "DRIFTLESS_APPLY_TIMEOUT": "120",
         "REQUESTS_CA_BUNDLE": ca_path, "DRIFTLESS_QUIET": "1",
     }

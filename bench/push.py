@@ -30,6 +30,7 @@ from bench.common import (
     app_name,
     check,
     environment,
+    identity_env,
     median,
     ms,
     percentile,
@@ -109,7 +110,7 @@ def run(pushes: int = 50, seed: int = 8) -> dict[str, Any]:
                 "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": git.url,
                 "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
                 "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": emulator.url,
-                "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": POLL_INTERVAL,
+                **identity_env(), "DRIFTLESS_ARM_POLL_INTERVAL": POLL_INTERVAL,
                 "DRIFTLESS_WEBHOOK_SECRET": SECRET, "REQUESTS_CA_BUNDLE": emulator.ca_path, "DRIFTLESS_QUIET": "1",
             }
             marks = Marks()

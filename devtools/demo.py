@@ -72,7 +72,7 @@ def drift_in_portal(emulator_url: str) -> None:
     """What a colleague does in the portal: another image on `web`, and a tag Git does not own."""
     from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-    from shared.config.credentials import StaticToken
+    from devtools.identity import StaticToken
 
     client = ContainerAppsAPIClient(StaticToken("portal-user"), SUBSCRIPTION, base_url=emulator_url,
                                     polling_interval=0.05)
@@ -89,12 +89,15 @@ def main() -> int:
     from devtools.aca_emulator import AcaEmulator
     from devtools.azurite import Azurite
     from devtools.git_server import GitServer
+    from devtools.identity import IdentityStub
     from devtools.local_runner import LocalRunner
 
     WORK.mkdir(parents=True, exist_ok=True)
     print("Starting Azurite, the ACA emulator, a Git server and the local Functions host ...", flush=True)
     azurite = Azurite().start()
     emulator = AcaEmulator(cert_dir=str(WORK / "certs")).start()
+    identity = IdentityStub("local-dev-token").start()              # the Function App's managed identity, locally
+    os.environ.update(identity.env)
     emulator.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT)
     head = build_repo(WORK / "repo")
     git = GitServer(str(WORK / "repo")).start()
@@ -103,7 +106,7 @@ def main() -> int:
         "DRIFTLESS_REPO_URL": git.url, "DRIFTLESS_BRANCH": "main", "DRIFTLESS_PATH": "apps",
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
         "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": emulator.url,
-        "DRIFTLESS_EMULATOR_TOKEN": "local-dev-token", "DRIFTLESS_ARM_POLL_INTERVAL": "0.1",
+        "DRIFTLESS_ARM_POLL_INTERVAL": "0.1",
         "DRIFTLESS_WEBHOOK_SECRET": WEBHOOK_SECRET, "REQUESTS_CA_BUNDLE": emulator.ca_path, "DRIFTLESS_QUIET": "1",
     })
     import function_app

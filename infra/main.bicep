@@ -209,7 +209,7 @@ module keyVault 'modules/keyvault.bicep' = {
 
 // Every setting the code reads in Azure (shared/config/settings.py, shared/adapters/storage.py); tests/test_infra.py
 // derives the list from the code and fails when one is missing here. Never the dev-only
-// DRIFTLESS_EMULATOR_TOKEN, DRIFTLESS_ARM_ENDPOINT or DRIFTLESS_KUBECONFIG, and never a secret value.
+// DRIFTLESS_ARM_ENDPOINT or DRIFTLESS_KUBECONFIG, and never a secret value.
 var appSettings = {
   // Identity-based host storage: no connection string exists, shared keys are off.
   AzureWebJobsStorage__credential: 'managedidentity'

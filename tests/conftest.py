@@ -22,12 +22,15 @@ import pytest
 
 from devtools.aca_emulator import AcaEmulator
 from devtools.azurite import Azurite
+from devtools.identity import IdentityStub
 from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
 from devtools.local_runner import LocalRunner
 from shared.adapters import storage
 from shared.config.settings import Settings
 from shared.core.queues import POISON_SUFFIX, RECONCILE_QUEUE
 from shared.engines.reconciler import Reconciler
+from shared.services.ci_feedback import Callbacks
+from shared.services.pipeline import Pipeline
 
 WEBHOOK_SECRET = "whsec-e2e-never-log-me"
 GIT_TOKEN = "ghp-e2e-never-log-me"
@@ -42,6 +45,22 @@ TOKEN = "test-token"
 def cert_dir(tmp_path_factory) -> str:
     """One test CA for every local HTTPS stub, so one REQUESTS_CA_BUNDLE trusts them all."""
     return str(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def identity():
+    """The managed identity endpoint (devtools/identity.py) for the whole session: every Azure SDK client of the
+    product gets its token the way it does in a Function App, through DefaultAzureCredential."""
+    stub = IdentityStub(TOKEN).start()
+    saved = {k: os.environ.get(k) for k in stub.env}
+    os.environ.update(stub.env)
+    yield stub
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    stub.stop()
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +122,7 @@ def make_settings(repo_url: str, emulator: AcaEmulator, **env: str) -> Settings:
     values = {
         "DRIFTLESS_REPO_URL": repo_url, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "DRIFTLESS_RESOURCE_GROUP": GROUP, "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT,
-        "DRIFTLESS_ARM_ENDPOINT": emulator.url, "DRIFTLESS_EMULATOR_TOKEN": TOKEN,
+        "DRIFTLESS_ARM_ENDPOINT": emulator.url,
         "DRIFTLESS_ARM_POLL_INTERVAL": "0.02", "DRIFTLESS_APPLY_TIMEOUT": "20",
     }
     values.update(env)
@@ -164,11 +183,14 @@ def stack(repo, aca, azurite, vault, monkeypatch, caplog):
         "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": str(repo.path),
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
         "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": aca.url,
-        "DRIFTLESS_EMULATOR_TOKEN": TOKEN, "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
+        "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
         "DRIFTLESS_KEYVAULT_URL": vault.url, "DRIFTLESS_SECRET_TTL": "0", "DRIFTLESS_REAPPLY_BACKOFF": "0",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    # Real-time waits become short: a busy Target's job and a failed CI sink come back after 1 s / at once.
+    monkeypatch.setattr(Pipeline, "lease_retry_seconds", 1)
+    monkeypatch.setattr(Callbacks, "retry_base_seconds", 0)
     for name in (RECONCILE_QUEUE, "phase-events"):
         storage.queue(name + POISON_SUFFIX).clear_messages()
         storage.queue(name).clear_messages()

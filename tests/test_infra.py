@@ -26,7 +26,6 @@ BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
 # Settings the code reads that the template deliberately leaves unset.
 NOT_DEPLOYED = {
-    "DRIFTLESS_EMULATOR_TOKEN": "dev only: fixed bearer token for the local emulators instead of Azure credentials",
     "DRIFTLESS_ARM_ENDPOINT": "dev only: points ARM calls at the local ACA emulator",
     "DRIFTLESS_KUBECONFIG": "dev only: a local kubeconfig file for aks Targets; in Azure the cluster comes from ARM",
 }

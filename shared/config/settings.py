@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from shared.core.manifests import Target
@@ -39,7 +39,6 @@ class Settings:
     github_app_id: str | None = None
     github_app_installation_id: str | None = None
     github_api_url: str = "https://api.github.com"
-    emulator_token: str | None = field(default=None, repr=False)
     managed_identity_client_id: str | None = None
     keyvault_url: str | None = None
     secret_ttl: float = 300.0
@@ -104,7 +103,6 @@ class Settings:
             github_app_id=text("DRIFTLESS_GITHUB_APP_ID"),
             github_app_installation_id=text("DRIFTLESS_GITHUB_APP_INSTALLATION_ID"),
             github_api_url=text("DRIFTLESS_GITHUB_API_URL", "https://api.github.com"),
-            emulator_token=text("DRIFTLESS_EMULATOR_TOKEN"),
             managed_identity_client_id=text("AZURE_CLIENT_ID"),
             keyvault_url=text("DRIFTLESS_KEYVAULT_URL"),
             secret_ttl=number("DRIFTLESS_SECRET_TTL", 300.0, 0.0),

@@ -43,6 +43,9 @@ def _digest(text: str) -> str:
 class Callbacks:
     """Intake, forwarding and Driftless's own statuses; shares the Pipeline's secrets and store."""
 
+    retry_base_seconds = 5
+    """A failed sink is retried after 10, 20, 40, ... s (this x 2^attempt, at most 300 s); tests shorten it."""
+
     def __init__(self, context: Context):
         self.context = context
         self.settings, self.secrets, self.store = context.settings, context.secrets, context.store
@@ -135,7 +138,7 @@ class Callbacks:
             log.error("phase event %s parked after %d attempts; failed sinks: %s", envelope.get("id"), attempt,
                       ", ".join(failed))
             return self.context.park(PHASE_QUEUE, json.dumps(retry), f"sinks still failing: {', '.join(failed)}")
-        self._enqueue(retry, delay=min(300, 5 * 2 ** attempt))
+        self._enqueue(retry, delay=min(300, self.retry_base_seconds * 2 ** attempt))
         return "retrying"
 
     def _deliver(self, forwarder: Forwarder, event: PhaseEvent, sink: str, received_at: str) -> None:

@@ -29,12 +29,13 @@ log = logging.getLogger("driftless.pipeline")
 
 LEASE_TTL = timedelta(minutes=10)
 """As long as host.json's functionTimeout: a crashed worker's lease frees itself by then."""
-LEASE_RETRY_SECONDS = 10
-"""A job whose Target is busy comes back after this long (a new message, never a sleep)."""
 
 
 class Pipeline:
     """Producers and the worker of the `reconcile-jobs` queue."""
+
+    lease_retry_seconds = 10
+    """A job whose Target is busy comes back after this long (a new message, never a sleep); tests shorten it."""
 
     def __init__(self, context: Context):
         self.context = context
@@ -149,7 +150,7 @@ class Pipeline:
                      extra=context)
             return "superseded"
         if not self.store.acquire_lease(target.name, job.id, ttl=LEASE_TTL):
-            self.enqueue(job.retried(), delay=LEASE_RETRY_SECONDS)
+            self.enqueue(job.retried(), delay=self.lease_retry_seconds)
             log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
             return "deferred"
         if job.reason != "timer":

@@ -181,7 +181,7 @@ def test_key_vault_down_fails_the_job_which_succeeds_once_it_is_back(stack, repo
 
 
 def test_suspend_stops_writes_and_resume_heals(stack, repo, aca):
-    from tests.test_reconcile_aca import patch_live
+    from tests.engines.test_container_apps import patch_live
 
     repo.write("apps/web.yaml", app_yaml("web"))
     repo.commit()

@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devtools.identity import StaticToken
 from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
 from shared.adapters.key_vault import Secrets, SecretsUnavailable
-from shared.config.credentials import StaticToken
 from shared.config.settings import Settings
+from tests.conftest import TOKEN  # what the managed identity endpoint hands out
 
-TOKEN = "kv-test-token"
 VALUE = "s3cr3t-value-that-must-never-be-shown"
 WEBHOOK = "driftless-webhook-secret"
 GIT = "driftless-git-token"
@@ -39,7 +39,7 @@ def stub(cert_dir, monkeypatch):
 
 
 def vault_secrets(stub: KeyVaultStub, clock: FakeClock | None = None, **env: str) -> Secrets:
-    settings = Settings.from_env({"DRIFTLESS_KEYVAULT_URL": stub.url, "DRIFTLESS_EMULATOR_TOKEN": TOKEN, **env})
+    settings = Settings.from_env({"DRIFTLESS_KEYVAULT_URL": stub.url, **env})
     return Secrets(settings, clock=clock or FakeClock())
 
 
@@ -107,11 +107,12 @@ def test_unreachable_vault_raises(stub):
         secrets.git_token()
 
 
-def test_rejected_token_raises(stub):
+def test_rejected_token_raises(stub, identity, monkeypatch):
     stub.set_secret(GIT, VALUE)
+    monkeypatch.setattr(identity, "token", "wrong")             # the identity endpoint hands out a token the vault refuses
 
     with pytest.raises(SecretsUnavailable, match=r"HTTP 401 Unauthorized$") as failure:
-        vault_secrets(stub, DRIFTLESS_EMULATOR_TOKEN="wrong").git_token()
+        vault_secrets(stub).git_token()
     assert VALUE not in str(failure.value)
     assert stub.calls()["unauthorized"] == 1
 

@@ -16,7 +16,7 @@ def github(vault, monkeypatch):
     stub = CiStub().start()
     vault.reset()
     for key, value in {"DRIFTLESS_GITHUB_API_URL": stub.url, "DRIFTLESS_KEYVAULT_URL": vault.url,
-                       "DRIFTLESS_EMULATOR_TOKEN": "test-token", "REQUESTS_CA_BUNDLE": vault.ca_path,
+                       "REQUESTS_CA_BUNDLE": vault.ca_path,
                        "DRIFTLESS_GIT_TOKEN_NAME": "driftless-git-token"}.items():
         monkeypatch.setenv(key, value)
     vault.set_secret("driftless-git-token", "ghp-register-test")

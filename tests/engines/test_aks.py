@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from devtools.kube_stub import APPLY, KubeStub
-from shared.config.settings import Settings
 from shared.adapters.kubernetes import _kubeconfig_from_arm
+from shared.config.settings import Settings
 from shared.engines.reconciler import Reconciler
 from tests.conftest import SUBSCRIPTION, outcomes, sync
 

@@ -175,7 +175,7 @@ def test_the_bundled_feedback_and_operator_examples_are_valid():
 
     import yaml
 
-    root = Path(__file__).resolve().parent.parent / "examples"
+    root = Path(__file__).resolve().parents[2] / "examples"
     configs = load_configs((root / "feedback.json").read_text())
     assert set(configs) == {"default", "staging"} and configs["default"].subscribers[0].name == "spektate"
     flux_docs = list(yaml.safe_load_all((root / "flux" / "driftless-provider.yaml").read_text()))

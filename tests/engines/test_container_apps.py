@@ -9,7 +9,7 @@ import json
 
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from shared.config.credentials import StaticToken
+from devtools.identity import StaticToken
 from shared.core.container_app import TAG_OWNER, TAG_TARGET
 from tests.conftest import (
     ENVIRONMENT,
@@ -297,7 +297,7 @@ def test_one_failing_app_never_blocks_the_others_and_the_cli_exits_1(repo, aca, 
     aca.set_faults(lro_fail_apps=["doomed"])
     env = {"DRIFTLESS_REPO_URL": str(repo.path), "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
            "DRIFTLESS_RESOURCE_GROUP": GROUP, "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT,
-           "DRIFTLESS_ARM_ENDPOINT": aca.url, "DRIFTLESS_EMULATOR_TOKEN": TOKEN,
+           "DRIFTLESS_ARM_ENDPOINT": aca.url,
            "DRIFTLESS_ARM_POLL_INTERVAL": "0.02", "DRIFTLESS_QUIET": "1"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
