@@ -17,18 +17,15 @@ import yaml
 from pycep import BicepParser
 
 from shared.adapters import storage
-from shared.config.settings import Settings
+from shared.config.settings import Settings, described
 from shared.core.queues import PHASE_QUEUE, POISON_SUFFIX, RECONCILE_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 
-# Settings the code reads that the template deliberately leaves unset.
-NOT_DEPLOYED = {
-    "DRIFTLESS_ARM_ENDPOINT": "dev only: points ARM calls at the local ACA emulator",
-    "DRIFTLESS_KUBECONFIG": "dev only: a local kubeconfig file for aks Targets; in Azure the cluster comes from ARM",
-}
+# Settings the code reads that the template deliberately leaves unset (declared in shared/config/settings.py).
+NOT_DEPLOYED = {setting.env: setting.description for _, setting in described() if not setting.deployed}
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
