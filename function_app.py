@@ -19,7 +19,11 @@ def _driftless():
     return current()
 
 
-def _http(reply) -> func.HttpResponse:
+def _http(route) -> func.HttpResponse:
+    """Answer with `route(driftless)`: bad input 4xx, an outage or a misconfiguration 503, always JSON."""
+    from shared.wiring import answer
+
+    reply = answer(route)
     return func.HttpResponse(json.dumps(reply.body), status_code=reply.status, mimetype="application/json")
 
 
@@ -33,7 +37,7 @@ def scheduled_reconcile(timer: func.TimerRequest) -> None:
 @app.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """GitHub push webhook; the HMAC signature is the authentication."""
-    return _http(_driftless().github_webhook(req.headers, req.get_body()))
+    return _http(lambda driftless: driftless.github_webhook(req.headers, req.get_body()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=RECONCILE_QUEUE, connection="AzureWebJobsStorage")
@@ -45,31 +49,31 @@ def reconcile_worker(msg: func.QueueMessage) -> None:
 @app.route(route="reconcile", methods=["POST"])
 def manual_reconcile(req: func.HttpRequest) -> func.HttpResponse:
     """Enqueue a reconcile for every Target, one Target or one app: 202 with the job ids."""
-    return _http(_driftless().pipeline.request_reconcile(req.get_body()))
+    return _http(lambda driftless: driftless.pipeline.request_reconcile(req.get_body()))
 
 
 @app.route(route="status", methods=["GET"])
 def status(req: func.HttpRequest) -> func.HttpResponse:
     """Last outcome per Target and per app (`?target=` narrows it)."""
-    return _http(_driftless().status(req.params.get("target")))
+    return _http(lambda driftless: driftless.status(req.params.get("target")))
 
 
 @app.route(route="apps/{name}/suspend", methods=["POST"])
 def suspend_app(req: func.HttpRequest) -> func.HttpResponse:
     """Stop writing to one app at runtime, without editing Git."""
-    return _http(_driftless().pipeline.suspend(req.route_params["name"]))
+    return _http(lambda driftless: driftless.pipeline.suspend(req.route_params["name"]))
 
 
 @app.route(route="apps/{name}/resume", methods=["POST"])
 def resume_app(req: func.HttpRequest) -> func.HttpResponse:
     """Lift a runtime suspension and reconcile the app's Targets now."""
-    return _http(_driftless().pipeline.resume(req.route_params["name"]))
+    return _http(lambda driftless: driftless.pipeline.resume(req.route_params["name"]))
 
 
 @app.route(route="gitopsphase", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def gitops_phase(req: func.HttpRequest) -> func.HttpResponse:
     """Flux / Argo CD phase callback (the gitops-connector path); phase key or generic-hmac."""
-    return _http(_driftless().callbacks.accept(req.headers, req.params, req.get_body()))
+    return _http(lambda driftless: driftless.callbacks.accept(req.headers, req.params, req.get_body()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=PHASE_QUEUE, connection="AzureWebJobsStorage")

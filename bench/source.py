@@ -24,7 +24,7 @@ from bench.common import (
 
 
 class _Parses:
-    """Counts and times the Container Apps engine's `load_apps` while installed."""
+    """Counts and times the Container Apps engine's `load_objects` while installed."""
 
     def __init__(self) -> None:
         self.calls, self.seconds = 0, 0.0
@@ -33,7 +33,7 @@ class _Parses:
     def installed(self) -> Iterator["_Parses"]:
         from shared.engines import container_apps as engine
 
-        original = engine.load_apps
+        original = engine.load_objects
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -43,11 +43,11 @@ class _Parses:
                 self.calls += 1
                 self.seconds += time.perf_counter() - started
 
-        engine.load_apps = counted
+        engine.load_objects = counted
         try:
             yield self
         finally:
-            engine.load_apps = original
+            engine.load_objects = original
 
 
 def _disk_kb(folder: Path) -> float:

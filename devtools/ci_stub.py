@@ -6,7 +6,18 @@ GitHub routes follow api.github.com's paths (PyGithub uses them with `base_url=<
 `POST /repos/{owner}/{repo}/dispatches`, and for image updates `GET /repos/{owner}/{repo}/branches/{branch}`,
 `GET /repos/{owner}/{repo}/actions/runs?head_sha=`, `GET|PUT /repos/{owner}/{repo}/contents/{path}` (the PUT
 answers 409 when `sha` is not the file's current blob SHA, as GitHub does). Azure DevOps routes live under
-`/{org}/...` as on dev.azure.com. Subscribers: `POST /subscribers/{name}`.
+`/{org}/...` as on dev.azure.com. Subscribers: `POST /subscribers/{name}` (no authentication).
+
+Authentication, as the services do it: a GitHub call without `Authorization: token|Bearer <token>` is 401
+`{"message": "Requires authentication", ...}`, one with another token than `token` (when set) 401
+`{"message": "Bad credentials", ...}`. An Azure DevOps call needs Basic `<any user>:<azdo_token>`; without it,
+Azure DevOps answers a browser-style 203 with its HTML sign-in page, or, when the client sends
+`X-TFS-FedAuthRedirect: Suppress`, 401 with a `WWW-Authenticate` challenge and `TF400813`.
+
+Pagination, where GitHub paginates what Driftless reads (hooks, workflow runs): `per_page` (default 30, at most
+100) and `page`, with a `Link` header naming `prev`, `next`, `last` and `first` pages as api.github.com does.
+Azure DevOps pull request lists honour `$top` (default 100) and `$skip`, newest first, and
+`searchCriteria.queryTimeRangeType=closed` with `searchCriteria.minTime`.
 """
 from __future__ import annotations
 
@@ -18,8 +29,13 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+GITHUB_DOCS = "https://docs.github.com/rest"
+SIGN_IN_PAGE = (b"<!DOCTYPE html><html><head><title>Azure DevOps Services | Sign In</title></head><body>"
+                b"<p>Sign in to your account</p></body></html>")
 
 
 @dataclass
@@ -47,6 +63,8 @@ class CiStub:
     #                                                 writes just before our next PUT of that file lands
     hooks: dict[int, dict[str, Any]] = field(default_factory=dict)        # id -> hook as GitHub returns it
     hook_secrets: dict[int, str] = field(default_factory=dict)            # id -> secret (GitHub never returns it)
+    token: str | None = None             # the GitHub token calls must carry (None: any token, but one)
+    azdo_token: str | None = None        # the Azure DevOps PAT calls must carry (None: any, but one)
     url: str = ""
 
     def start(self) -> "CiStub":
@@ -56,10 +74,12 @@ class CiStub:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, body = stub.handle(self.command, self.path, raw, dict(self.headers))
-                data = b"" if body is None else json.dumps(body).encode()
+                status, body, headers = stub.answer(self.command, self.path, raw, dict(self.headers))
+                data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                headers = {"Content-Type": "application/json; charset=utf-8", **headers}
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -82,7 +102,9 @@ class CiStub:
         """Recorded calls of one route kind (see `_ROUTES`)."""
         return [c for c in self.calls if _kind(c.method, c.path) == kind]
 
-    def handle(self, method: str, target: str, raw: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    def answer(self, method: str, target: str, raw: bytes,
+               headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """(status, body, headers): authentication first, then injected failures, then the route."""
         parts = urlsplit(target)
         try:
             body = json.loads(raw) if raw else None
@@ -90,14 +112,68 @@ class CiStub:
             body = raw.decode("utf-8", "replace")
         self.calls.append(Call(method, parts.path, parse_qs(parts.query), body, headers))
         kind = _kind(method, parts.path)
+        refused = self._unauthenticated(kind, {k.lower(): v for k, v in headers.items()})
+        if refused:
+            return refused
         if kind in self.failing:
-            return self.failing[kind], {"message": "injected failure"}
+            return self.failing[kind], {"message": "injected failure"}, {}
         match = next((m for k, pattern in _ROUTES if k == kind and (m := pattern.match(parts.path))), None)
         if match is None:
-            return 404, {"message": "Not Found"}
+            return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}, {}
         if kind in _QUERIED:
-            return getattr(self, f"_{kind}")(match, body, parse_qs(parts.query))
-        return getattr(self, f"_{kind}")(match, body)
+            reply = getattr(self, f"_{kind}")(match, body, parse_qs(parts.query))
+        else:
+            reply = getattr(self, f"_{kind}")(match, body)
+        return reply if len(reply) == 3 else (*reply, {})
+
+    def _unauthenticated(self, kind: str, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]] | None:
+        """GitHub's 401s, or Azure DevOps' 203 sign-in page / 401, for a call without the right token."""
+        given = headers.get("authorization", "")
+        if kind.startswith("github_"):
+            scheme, _, token = given.partition(" ")
+            if scheme.lower() not in ("token", "bearer") or not token:
+                return 401, {"message": "Requires authentication", "documentation_url": GITHUB_DOCS,
+                             "status": "401"}, {}
+            if self.token is not None and token != self.token:
+                return 401, {"message": "Bad credentials", "documentation_url": GITHUB_DOCS, "status": "401"}, {}
+            return None
+        if not kind.startswith("azdo_"):
+            return None
+        scheme, _, encoded = given.partition(" ")
+        try:
+            _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            password = ""
+        if scheme.lower() == "basic" and password and self.azdo_token in (None, password):
+            return None
+        if headers.get("x-tfs-fedauthredirect", "").lower() != "suppress":
+            return 203, SIGN_IN_PAGE, {"Content-Type": "text/html; charset=utf-8"}
+        return 401, {"$id": "1", "innerException": None,
+                     "message": "TF400813: The user '' is not authorized to access this resource.",
+                     "typeName": "Microsoft.TeamFoundation.Framework.Server.UnauthorizedRequestException, "
+                                 "Microsoft.TeamFoundation.Framework.Server",
+                     "typeKey": "UnauthorizedRequestException", "errorCode": 0, "eventId": 3000}, \
+            {"WWW-Authenticate": 'Bearer authorization_uri=https://login.microsoftonline.com/common, '
+                                 'Basic realm="https://dev.azure.com/"'}
+
+    def _page(self, items: list[Any], path: str, query: dict[str, list[str]]) -> tuple[list[Any], dict[str, str]]:
+        """One page of `items` as GitHub cuts it (`per_page` default 30, at most 100; `page` from 1) and the
+        `Link` header naming the other pages."""
+        try:
+            size = min(max(int(query.get("per_page", ["30"])[0]), 1), 100)
+            page = max(int(query.get("page", ["1"])[0]), 1)
+        except ValueError:
+            size, page = 30, 1
+        last = max((len(items) + size - 1) // size, 1)
+        rest = {k: v[0] for k, v in query.items() if k not in ("page",)}
+
+        def link(number: int, rel: str) -> str:
+            return f'<{self.url}{path}?{urlencode({**rest, "page": number})}>; rel="{rel}"'
+
+        links = ([link(page - 1, "prev")] if page > 1 else []) + \
+                ([link(page + 1, "next"), link(last, "last")] if page < last else []) + \
+                ([link(1, "first")] if page > 1 else [])
+        return items[(page - 1) * size: page * size], ({"Link": ", ".join(links)} if links else {})
 
     # --- GitHub ------------------------------------------------------------------------------
     def _github_repo(self, match: re.Match, body: Any) -> tuple[int, Any]:
@@ -106,11 +182,13 @@ class CiStub:
         return 200, {"id": 1, "name": repo, "full_name": f"{owner}/{repo}", "url": url,
                      "hooks_url": f"{url}/hooks", "owner": {"login": owner}}
 
-    def _github_hooks(self, match: re.Match, body: Any) -> tuple[int, Any]:
-        return 200, list(self.hooks.values())
+    def _github_hooks(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any, dict]:
+        page, headers = self._page([self.hooks[n] for n in sorted(self.hooks)],
+                                   f"/repos/{match.group(1)}/{match.group(2)}/hooks", query)
+        return 200, page, headers
 
     def _github_hook_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
-        number = len(self.hooks) + 1
+        number = max(self.hooks, default=0) + 1
         return 201, self._store_hook(number, f"{self.url}/repos/{match.group(1)}/{match.group(2)}/hooks/{number}", body)
 
     def _github_hook_edit(self, match: re.Match, body: Any) -> tuple[int, Any]:
@@ -155,13 +233,14 @@ class CiStub:
         return 200, {"name": branch, "protected": False,
                      "commit": {"sha": sha, "url": f"{self.url}/repos/{owner}/{repo}/commits/{sha}"}}
 
-    def _github_runs(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
+    def _github_runs(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any, dict]:
         owner, repo = match.groups()
         sha = query.get("head_sha", [""])[0]
         runs = [{"id": 1000 + i, "name": r.get("name", "build"), "head_sha": sha, "status": r["status"],
                  "conclusion": r.get("conclusion"), "url": f"{self.url}/repos/{owner}/{repo}/actions/runs/{1000 + i}"}
                 for i, r in enumerate(self.runs.get(sha, []))]
-        return 200, {"total_count": len(runs), "workflow_runs": runs}
+        page, headers = self._page(runs, f"/repos/{owner}/{repo}/actions/runs", query)
+        return 200, {"total_count": len(runs), "workflow_runs": page}, headers
 
     def _github_contents_get(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
         owner, repo, path = match.groups()
@@ -204,9 +283,23 @@ class CiStub:
         values = {k: {"$type": "System.String", "$value": v} for k, v in pr.get("properties", {}).items()}
         return 200, {"count": len(values), "value": values}
 
-    def _azdo_pr_list(self, match: re.Match, body: Any) -> tuple[int, Any]:
-        return 200, {"value": [{"pullRequestId": n, "status": pr.get("status"), "closedDate": pr.get("closedDate")}
-                               for n, pr in self.pull_requests.items() if pr.get("status") == "abandoned"]}
+    def _azdo_pr_list(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any]:
+        status = query.get("searchCriteria.status", ["active"])[0].lower()
+        since = query.get("searchCriteria.minTime", [None])[0]
+        by_closed = query.get("searchCriteria.queryTimeRangeType", [""])[0].lower() == "closed"
+        chosen = []
+        for number in sorted(self.pull_requests, reverse=True):
+            pr = self.pull_requests[number]
+            if status != "all" and str(pr.get("status", "active")).lower() != status:
+                continue
+            if since and by_closed and not pr.get("closedDate"):
+                continue
+            if since and by_closed and _moment(pr["closedDate"]) < _moment(since):
+                continue
+            chosen.append({"pullRequestId": number, "status": pr.get("status"), "closedDate": pr.get("closedDate")})
+        top, skip = int(query.get("$top", ["100"])[0]), int(query.get("$skip", ["0"])[0])
+        page = chosen[skip: skip + top]
+        return 200, {"value": page, "count": len(page)}
 
     def _azdo_plan(self, match: re.Match, body: Any) -> tuple[int, Any]:
         plan = match.group(1)
@@ -241,7 +334,7 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("azdo_plan", re.compile(r"^/.+/_apis/distributedtask/hubs/build/plans/([^/]+)$")),
     ("subscriber", re.compile(r"^/subscribers/([^/]+)$")),
 )
-_QUERIED = {"github_runs", "github_contents_get"}
+_QUERIED = {"github_hooks", "github_runs", "github_contents_get", "azdo_pr_list"}
 _METHODS = {"github_repo": "GET", "github_hooks": "GET", "github_hook_create": "POST", "github_hook_edit": "PATCH",
             "github_hook_ping": "POST", "github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "github_branch": "GET",
             "github_runs": "GET", "github_contents_get": "GET", "github_contents_put": "PUT", "azdo_status": "POST",
@@ -254,6 +347,10 @@ def _kind(method: str, path: str) -> str:
         if _METHODS[kind] == method and pattern.match(path):
             return kind
     return "other"
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def blob_sha(data: bytes) -> str:

@@ -12,6 +12,12 @@ challenged for ``https://vault.azure.net``), the stub is addressed as
 ``https://driftless.vault.localhost:<port>`` and challenges for
 ``https://vault.localhost:<port>``. That name must resolve to the loopback
 address (RFC 6761; systemd-resolved does so, else add it to the hosts file).
+
+Refusals Key Vault makes, with its status codes and bodies: ``deny`` makes the
+caller lack an RBAC role (403 ``Forbidden``, inner error ``ForbiddenByRbac``),
+``disable`` disables a secret (403 ``Forbidden`` "Operation get is not allowed on
+a disabled secret.", inner error ``SecretDisabled``), ``throttle`` answers the
+next requests 429 ``Throttled`` with a ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -54,8 +60,12 @@ class _Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Reply:
-    return _Reply(status, {"error": {"code": code, "message": message}}, headers or {})
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+           inner: str | None = None) -> _Reply:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if inner:
+        error["innererror"] = {"code": inner}
+    return _Reply(status, {"error": error}, headers or {})
 
 
 @dataclass
@@ -68,13 +78,14 @@ class _Version:
     created: int
     tags: dict[str, str]
     content_type: str | None
+    enabled: bool = True
 
     def bundle(self, base_url: str) -> dict[str, Any]:
         """The secret bundle Key Vault returns for this version, its id under ``base_url``."""
         body: dict[str, Any] = {
             "value": self.value,
             "id": f"{base_url}/secrets/{self.name}/{self.version}",
-            "attributes": {"enabled": True, "created": self.created, "updated": self.created,
+            "attributes": {"enabled": self.enabled, "created": self.created, "updated": self.created,
                            "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90},
             "tags": self.tags,
         }
@@ -98,6 +109,8 @@ class KeyVaultStub:
         self._server: TlsServer | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.down = False
+        self._denied: set[str] = set()     # secret names (lower case, "*" for all) the caller has no role for
+        self._throttled: list[str] = []     # Retry-After of each next request to answer 429
         self.url = ""
         self.ca_path, self._server_cert = self._load_certificates(cert_dir)
 
@@ -144,11 +157,28 @@ class KeyVaultStub:
             return dict(self._counts)
 
     def reset(self) -> None:
-        """Forget all secrets and counters; bring the vault back up."""
+        """Forget all secrets, counters, denials and throttling; bring the vault back up."""
         with self._lock:
             self._secrets.clear()
             self._counts.clear()
+            self._denied.clear()
+            self._throttled.clear()
             self.down = False
+
+    def deny(self, name: str = "*") -> None:
+        """The caller loses its RBAC role for secret `name` (every secret with "*"): 403 ForbiddenByRbac."""
+        with self._lock:
+            self._denied.add(name.lower())
+
+    def disable(self, name: str) -> None:
+        """Disable the latest version of `name`, as `az keyvault secret set-attributes --enabled false` does."""
+        with self._lock:
+            self._secrets[name.lower()][-1].enabled = False
+
+    def throttle(self, count: int = 1, retry_after: str = "1") -> None:
+        """Answer the next `count` authenticated requests 429 Throttled with `Retry-After: <retry_after>`."""
+        with self._lock:
+            self._throttled += [retry_after] * count
 
     # ----------------------------------------------------------- dispatch
 
@@ -167,14 +197,32 @@ class KeyVaultStub:
                 self._counts["unauthorized"] += 1
                 return self._unauthorized("AKV10032: Invalid issuer. The access token is not valid for this vault.")
             self._counts[route] += 1
+            if self._throttled:
+                self._counts["throttled"] += 1
+                return _error(429, "Throttled", "Request was not processed because too many requests were received. "
+                              "Reason: VaultRequestTypeLimitReached", {"Retry-After": self._throttled.pop(0)})
             if not dict(parse_qsl(url.query)).get("api-version"):
                 return _error(400, "BadParameter", "The request URI has an invalid or missing api-version parameter.")
             if match is None:
                 return _error(404, "NotFound", f"No route for {method} {url.path}.")
             name = unquote(match["name"])
+            if self._denied & {"*", name.lower()}:
+                self._counts["forbidden"] += 1
+                return self._forbidden_by_rbac(name, "setSecret" if method == "PUT" else "getSecret")
             if method == "PUT":
                 return self._put(base_url, name, body)
             return self._get(base_url, name, unquote(match["version"] or ""))
+
+    def _forbidden_by_rbac(self, name: str, action: str) -> _Reply:
+        """Key Vault's answer to a caller whose role assignments do not allow `action` on the secret."""
+        message = ("Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments "
+                   "or role definitions were changed recently, please observe propagation time.\r\n"
+                   f"Caller: appid={TENANT_ID};oid={TENANT_ID};iss=https://sts.windows.net/{TENANT_ID}/\r\n"
+                   f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}/action'\r\n"
+                   f"Resource: '/subscriptions/{TENANT_ID}/resourcegroups/rg/providers/microsoft.keyvault/vaults/"
+                   f"{VAULT_NAME}/secrets/{name.lower()}'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\n"
+                   f"DecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: {VAULT_NAME};location=westeurope\r\n")
+        return _error(403, "Forbidden", message, inner="ForbiddenByRbac")
 
     def _unauthorized(self, message: str) -> _Reply:
         """401 with Key Vault's challenge; its resource is the parent domain of ``VAULT_HOST`` at our port."""
@@ -190,6 +238,8 @@ class KeyVaultStub:
             shown = f"{name}/{version}" if version else name
             return _error(404, "SecretNotFound",
                           f"A secret with (name/id) {shown} was not found in this key vault. {NOT_FOUND_HINT}")
+        if not found[0].enabled:
+            return _error(403, "Forbidden", "Operation get is not allowed on a disabled secret.", inner="SecretDisabled")
         return _Reply(200, found[0].bundle(base_url))
 
     def _put(self, base_url: str, name: str, body: bytes) -> _Reply:

@@ -9,9 +9,14 @@ What it implements, as the API server does:
   (unless `force=true`, which takes the field over);
 - JSON merge patch (`application/merge-patch+json`) as an `Update`: the changed fields move to that
   manager, as `kubectl edit` or a controller does;
-- `Status` errors (401, 404 NotFound for objects, types and missing namespaces, 409 Conflict, 415, 422),
-  `resourceVersion`, `generation` (bumped when anything outside metadata and status changes), `uid`,
+- `Status` errors (401, 403 Forbidden, 404 NotFound for objects, types and missing namespaces, 409 Conflict,
+  415, 422), `resourceVersion`, `generation` (bumped when anything outside metadata and status changes), `uid`,
   `creationTimestamp`; a few built-in types plus the CustomResourceDefinitions applied to it.
+- authorization as AKS with Azure RBAC does it: every request is checked against `role` (the data actions of
+  an Azure built-in role, by API group and resource: read = get/list/watch, write = create/update/patch,
+  delete = delete/deletecollection) after authentication and before the resource type is looked up; a
+  refusal is 403 `Forbidden` with the API server's message, suffixed with AKS's Azure RBAC reason. The
+  default role is `RBAC_WRITER`, what Driftless's Bicep grants; `CLUSTER_ADMIN` allows everything.
 No discovery endpoints: lightkube needs none.
 Simplifications: lists are atomic (one field each, no merge keys), no defaulting, no admission, no
 watch; a CRD is served as soon as it is stored. `rollouts = True` (default) plays the controllers:
@@ -57,6 +62,36 @@ BUILTIN = [  # group, version, plural, kind, namespaced
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
 ]
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+READ, WRITE, DELETE = "read", "write", "delete"
+"""Azure RBAC's verbs for Kubernetes data actions (`Microsoft.ContainerService/managedClusters/<group>/<resource>/<verb>`)."""
+ALL = frozenset({READ, WRITE, DELETE})
+AZURE_VERB = {"get": READ, "list": READ, "watch": READ, "create": WRITE, "update": WRITE, "patch": WRITE,
+              "delete": DELETE, "deletecollection": DELETE}
+Role = dict[tuple[str, str], frozenset]
+"""(API group, resource) -> Azure verbs granted; the key ("*", "*") grants them on every resource."""
+RBAC_WRITER: Role = {
+    **{("", r): ALL for r in ("configmaps", "endpoints", "events", "persistentvolumeclaims", "pods",
+                              "replicationcontrollers", "secrets", "serviceaccounts", "services")},
+    **{("", r): frozenset({READ}) for r in ("namespaces", "limitranges", "resourcequotas")},
+    **{("apps", r): ALL for r in ("daemonsets", "deployments", "replicasets", "statefulsets")},
+    ("apps", "controllerrevisions"): frozenset({READ}),
+    ("autoscaling", "horizontalpodautoscalers"): ALL,
+    **{("batch", r): ALL for r in ("cronjobs", "jobs")},
+    ("coordination.k8s.io", "leases"): ALL,
+    ("discovery.k8s.io", "endpointslices"): frozenset({READ}),
+    ("events.k8s.io", "events"): frozenset({READ}),
+    **{("extensions", r): ALL for r in ("daemonsets", "deployments", "ingresses", "networkpolicies", "replicasets")},
+    **{("networking.k8s.io", r): ALL for r in ("ingresses", "networkpolicies")},
+    ("policy", "poddisruptionbudgets"): ALL,
+}
+"""Azure Kubernetes Service RBAC Writer (a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb), its dataActions as Microsoft
+publishes them: most namespaced objects, Namespaces read-only, nothing of rbac.authorization.k8s.io (Roles,
+RoleBindings, ClusterRoles, ClusterRoleBindings), apiextensions.k8s.io (CRDs) or any custom resource."""
+CLUSTER_ADMIN: Role = {("*", "*"): ALL}
+"""Azure Kubernetes Service RBAC Cluster Admin (b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b): everything."""
+AZURE_RBAC_REASON = "User does not have access to the resource in Azure. Update role assignment to allow access."
+USER = "8f3c1a52-0d1e-4f0a-9c57-2b8f0e6d1a11"
+"""The object id of the managed identity the stub sees (AKS names an Entra principal by object id)."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +127,10 @@ class Failure(Exception):
 class KubeStub:
     """In-memory Kubernetes API over HTTPS; see the module docstring."""
 
-    def __init__(self, cert_dir: str | None = None, token: str | None = None) -> None:
+    def __init__(self, cert_dir: str | None = None, token: str | None = None, user: str = USER) -> None:
         self._token = token
+        self.user = user
+        self.role: Role = RBAC_WRITER
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, namespace, name)
         self._owners: dict[tuple[str, str, str, str], dict[str, tuple[str, set]]] = {}  # manager -> (op, fields)
@@ -136,11 +173,17 @@ class KubeStub:
             self._types = {(g, v, p): (k, n) for g, v, p, k, n in BUILTIN}
             self.requests.clear()
             self.rollouts = True
+            self.role = RBAC_WRITER
             for namespace in ("default", "kube-system"):
                 self._objects[("", "namespaces", "", namespace)] = {
                     "apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": namespace, "uid": str(uuid.uuid4()), "resourceVersion": self._next_version(),
                                  "creationTimestamp": _now()}}
+
+    def grant(self, role: Role) -> None:
+        """Authorize every later request against `role` (RBAC_WRITER after `reset`)."""
+        with self._lock:
+            self.role = role
 
     def writes(self) -> list[Call]:
         """Recorded requests that changed (or tried to change) state: no GETs, no dry runs."""
@@ -176,6 +219,7 @@ class KubeStub:
         if self._token and req.headers.get("Authorization") != f"Bearer {self._token}":
             return Failure(401, "Unauthorized", "Unauthorized").response()
         try:
+            self._authorize(req)
             return Response.json(200, self._handle_json(req), {"Content-Type": "application/json"})
         except Failure as failure:
             return failure.response()
@@ -212,16 +256,30 @@ class KubeStub:
             raise Failure(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
                                                        f"accepted media types include: {APPLY}, {MERGE}")
 
+    def _authorize(self, req: Request) -> None:
+        """403 Forbidden, as the API server words it, unless `role` grants the request's verb on its resource."""
+        group, _, plural, namespace, name = _split(req.path)
+        verb = {"GET": "get" if name else ("watch" if req.query.get("watch") == "true" else "list"),
+                "DELETE": "delete" if name else "deletecollection", "PATCH": "patch", "PUT": "update",
+                "POST": "create"}.get(req.method, req.method.lower())
+        with self._lock:
+            granted = self.role.get((group, plural)) or self.role.get(("*", "*")) or frozenset()
+        if AZURE_VERB.get(verb) in granted:
+            return
+        scope = f'in the namespace "{namespace}"' if namespace and namespace != "*" else "at the cluster scope"
+        resource = f"{plural}.{group}" if group else plural
+        refused = f"{resource} \"{name}\" is forbidden" if name else f"{resource} is forbidden"
+        message = (f'{refused}: User "{self.user}" cannot {verb} resource "{plural}" in API group "{group}" '
+                   f"{scope}: {AZURE_RBAC_REASON}")
+        details = {"name": name, "group": group, "kind": plural} if name else {"group": group, "kind": plural}
+        raise Failure(403, "Forbidden", message, {k: v for k, v in details.items() if v})
+
     def _parse(self, path: str) -> tuple[str, str, str, str | None, str | None]:
         """(group, version, plural, namespace, name) of a resource path; 404 for an unknown type."""
-        parts = [unquote(p) for p in path.partition("?")[0].strip("/").split("/")]
-        group, version, rest = ("", parts[1], parts[2:]) if parts[0] == "api" else (parts[1], parts[2], parts[3:])
-        namespace = None
-        if rest[:1] == ["namespaces"] and len(rest) >= 3:
-            namespace, rest = rest[1], rest[2:]
-        if (group, version, rest[0]) not in self._types:
+        group, version, plural, namespace, name = _split(path)
+        if (group, version, plural) not in self._types:
             raise Failure(404, "NotFound", "the server could not find the requested resource")
-        return group, version, rest[0], namespace, rest[1] if len(rest) > 1 else None
+        return group, version, plural, namespace, name
 
     def _found(self, key: tuple[str, str, str, str], plural: str, name: str | None) -> dict[str, Any]:
         if key not in self._objects:
@@ -318,6 +376,18 @@ class KubeStub:
 
 
 _MISSING = object()
+
+
+def _split(path: str) -> tuple[str, str, str, str | None, str | None]:
+    """(group, version, plural, namespace, name) of a resource path, whether or not the type is served."""
+    parts = [unquote(p) for p in path.partition("?")[0].strip("/").split("/")]
+    if len(parts) < (3 if parts[0] == "api" else 4) or parts[0] not in ("api", "apis"):
+        raise Failure(404, "NotFound", "the server could not find the requested resource")
+    group, version, rest = ("", parts[1], parts[2:]) if parts[0] == "api" else (parts[1], parts[2], parts[3:])
+    namespace = None
+    if rest[:1] == ["namespaces"] and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    return group, version, rest[0], namespace, rest[1] if len(rest) > 1 else None
 
 
 def _headers(content_type: str) -> Message:

@@ -1,6 +1,6 @@
 """A local stand-in for an OCI distribution registry over HTTPS, recording every call (dev only).
 
-Serves `HEAD|GET /v2/<repo>/manifests/<tag>` and `GET /v2/<repo>/tags/list` (pages of `page_size`
+Serves `HEAD|GET /v2/<repo>/manifests/<tag or digest>` and `GET /v2/<repo>/tags/list` (pages of `page_size`
 tags with a `Link: <...>; rel="next"` header), behind one of three auth modes:
 - `none`: anonymous;
 - `bearer`: Docker Hub / GHCR style, 401 with `WWW-Authenticate: Bearer realm=<stub>/token,service,scope`;
@@ -8,10 +8,19 @@ tags with a `Link: <...>; rel="next"` header), behind one of three auth modes:
 - `acr`: Azure Container Registry style, `POST /oauth2/exchange` (an Entra `access_token` for a refresh
   token) and `POST /oauth2/token` (a refresh token for a repository-scoped access token).
 The certificate is issued by the shared test CA for 127.0.0.1, localhost and *.azurecr.io.
+
+Manifests as the distribution registry serves them: every pushed tag has its own content and so its own digest
+(`Docker-Content-Digest`, `Etag`), of the media type it was pushed as (an OCI index by default, whose linux/amd64
+and linux/arm64 image manifests are served by digest). `Accept` is honoured: an OCI index or OCI manifest the
+client does not accept is 404 `MANIFEST_UNKNOWN` ("OCI index found, but accept header does not support OCI
+indexes"); a Docker manifest list asked for by tag by a client that does not accept lists is answered with its
+linux/amd64 manifest; `Content-Type` is the media type of what is served. Unknown repositories are 404
+`NAME_UNKNOWN`, unknown tags or digests 404 `MANIFEST_UNKNOWN`.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import ssl
@@ -24,7 +33,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from devtools.tls import TlsServer, certificate
 
-MANIFEST_TYPE = "application/vnd.oci.image.index.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+_CHILD = {OCI_INDEX: OCI_MANIFEST, DOCKER_LIST: DOCKER_MANIFEST}
+_CONFIG = {OCI_MANIFEST: "application/vnd.oci.image.config.v1+json",
+           DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json"}
+_LAYER = {OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip",
+          DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+PLATFORMS = (("linux", "amd64"), ("linux", "arm64"))
 _MANIFEST = re.compile(r"^/v2/(.+)/manifests/([^/]+)$")
 _TAGS = re.compile(r"^/v2/(.+)/tags/list$")
 
@@ -40,7 +58,7 @@ class Call:
 
 @dataclass
 class RegistryStub:
-    """Seed `images` (repository -> tags); read `calls`; `host` is 127.0.0.1:<port> once started."""
+    """Seed images with `push`; read `calls`; `host` is 127.0.0.1:<port> once started."""
 
     cert_dir: str | None = None
     auth: str = "bearer"                 # none | bearer | acr
@@ -48,7 +66,6 @@ class RegistryStub:
     entra_token: str | None = None       # the Entra token /oauth2/exchange accepts (acr)
     service: str = "registry.stub"       # the `service` the challenge names and the token endpoints expect
     page_size: int = 100
-    images: dict[str, list[str]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     host: str = ""
 
@@ -57,6 +74,8 @@ class RegistryStub:
         self._tokens: dict[str, str] = {}         # access token -> scope
         self._refresh: set[str] = set()
         self._lock = threading.Lock()
+        self._tags: dict[str, dict[str, str]] = {}                          # repository -> tag -> digest
+        self._blobs: dict[str, dict[str, tuple[str, bytes]]] = {}           # repository -> digest -> (type, body)
 
     def start(self) -> "RegistryStub":
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -73,10 +92,44 @@ class RegistryStub:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def push(self, repository: str, *tags: str) -> None:
-        """Make images `repository:<tag>` exist."""
+    def push(self, repository: str, *tags: str, media_type: str = OCI_INDEX) -> None:
+        """Make images `repository:<tag>` exist, each with its own content and digest, as `media_type` (an OCI
+        index or Docker manifest list of linux/amd64 and linux/arm64 images, or a single image manifest)."""
         with self._lock:
-            self.images.setdefault(repository, []).extend(t for t in tags if t not in self.images[repository])
+            for tag in tags:
+                self._tags.setdefault(repository, {})[tag] = self._store(repository, tag, media_type)
+
+    def digest(self, repository: str, tag: str) -> str:
+        """The digest `repository:<tag>` points at."""
+        with self._lock:
+            return self._tags[repository][tag]
+
+    def _store(self, repository: str, tag: str, media_type: str) -> str:
+        """Store the manifest of one pushed tag (and an index's image manifests); its digest."""
+        if media_type in _CHILD:
+            children = [{"mediaType": _CHILD[media_type], "digest": (child := self._store_image(
+                repository, f"{tag}/{os}/{arch}", _CHILD[media_type]))[0], "size": child[1],
+                         "platform": {"os": os, "architecture": arch}} for os, arch in PLATFORMS]
+            return self._put(repository, media_type, {"schemaVersion": 2, "mediaType": media_type,
+                                                      "manifests": children})
+        if media_type not in _CONFIG:
+            raise ValueError(f"unknown manifest media type {media_type}")
+        return self._store_image(repository, tag, media_type)[0]
+
+    def _store_image(self, repository: str, name: str, media_type: str) -> tuple[str, int]:
+        config, layer = (f"sha256:{hashlib.sha256(f'{repository}:{name}:{part}'.encode()).hexdigest()}"
+                         for part in ("config", "layer"))
+        digest = self._put(repository, media_type, {
+            "schemaVersion": 2, "mediaType": media_type,
+            "config": {"mediaType": _CONFIG[media_type], "digest": config, "size": 1469},
+            "layers": [{"mediaType": _LAYER[media_type], "digest": layer, "size": 3623807}]})
+        return digest, len(self._blobs[repository][digest][1])
+
+    def _put(self, repository: str, media_type: str, manifest: dict[str, Any]) -> str:
+        body = json.dumps(manifest, indent=3).encode()
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        self._blobs.setdefault(repository, {})[digest] = (media_type, body)
+        return digest
 
     def of(self, kind: str) -> list[Call]:
         """Calls of one kind: manifest, tags, token, exchange, oauth_token."""
@@ -100,13 +153,13 @@ class RegistryStub:
         denied = self._denied(repository, headers)
         if denied:
             return denied
-        tags = list(self.images.get(repository, []))
+        if repository not in self._tags:
+            return 404, {}, {"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry",
+                                         "detail": {"name": repository}}]}
         if kind == "manifest":
-            found = match.group(2) in tags
-            return (200, {"Content-Type": MANIFEST_TYPE, "Docker-Content-Digest": "sha256:" + "0" * 64}, {}) \
-                if found else (404, {}, {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
-        if repository not in self.images:
-            return 404, {}, {"errors": [{"code": "NAME_UNKNOWN"}]}
+            accept = ", ".join(v for k, v in headers.items() if k.lower() == "accept")
+            return self._manifest(repository, match.group(2), accept)
+        tags = list(self._tags[repository])
         query = parse_qs(parts.query)
         size = min(int(query.get("n", [self.page_size])[0]), self.page_size)
         last = query.get("last", [None])[0]
@@ -117,6 +170,27 @@ class RegistryStub:
         if len(rest) > size:
             extra["Link"] = f'</v2/{repository}/tags/list?{urlencode({"n": size, "last": page[-1]})}>; rel="next"'
         return 200, extra, {"name": repository, "tags": page}
+
+    def _manifest(self, repository: str, reference: str, accept: str) -> tuple[int, dict[str, str], Any]:
+        """A manifest by tag or digest, negotiated with `accept` as the distribution registry does."""
+        blobs = self._blobs[repository]
+        digest = self._tags[repository].get(reference) or (reference if reference in blobs else None)
+        if digest is None:
+            return 404, {}, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown",
+                                         "detail": {"Tag" if ":" not in reference else "Digest": reference}}]}
+        media_type, body = blobs[digest]
+        accepted = {part.split(";")[0].strip() for part in accept.split(",")}
+        for kind, what, plural in ((OCI_MANIFEST, "OCI manifest", "OCI manifests"),
+                                   (OCI_INDEX, "OCI index", "OCI indexes")):
+            if media_type == kind and kind not in accepted:
+                return 404, {}, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": f"{what} found, but accept "
+                                             f"header does not support {plural}"}]}
+        if media_type == DOCKER_LIST and DOCKER_LIST not in accepted and reference in self._tags[repository]:
+            default = next(m for m in json.loads(body)["manifests"]
+                           if (m["platform"]["os"], m["platform"]["architecture"]) == PLATFORMS[0])
+            digest = default["digest"]
+            media_type, body = blobs[digest]
+        return 200, {"Content-Type": media_type, "Docker-Content-Digest": digest, "Etag": f'"{digest}"'}, body
 
     def _denied(self, repository: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any] | None:
         if self.auth == "none":
@@ -172,8 +246,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        status, headers, body = self.server.owner.handle(self.command, self.path, raw, dict(self.headers))
-        data = json.dumps(body).encode()
+        given: dict[str, str] = {}
+        for name, value in self.headers.items():         # repeated headers (Accept) count as one list
+            given[name] = f"{given[name]}, {value}" if name in given else value
+        status, headers, body = self.server.owner.handle(self.command, self.path, raw, given)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         headers = {"Content-Type": "application/json", **headers}
         for name, value in headers.items():

@@ -1,4 +1,4 @@
-"""The `driftless` command line: validate, diff, sync, get apps, get source.
+"""The `driftless` command line: validate, diff, sync, get apps / jobs / source / status, job start.
 
 Exit codes: 0 success; 1 an app failed, validation failed, or Git/Azure could not be read;
 2 bad usage or missing settings (each missing setting is named).
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("driftless.manifests").addHandler(logging.NullHandler())   # printed by the commands
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -94,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     apps.set_defaults(run=cmd_get_apps)
     source = what.add_parser("source", parents=[output], help="the Git source and its head")
     source.set_defaults(run=cmd_get_source)
+    jobs = what.add_parser("jobs", parents=[output], help="Container Apps jobs in Git with their latest execution")
+    jobs.set_defaults(run=cmd_get_jobs)
+
+    job = commands.add_parser("job", help="act on a Container Apps job")
+    job_verbs = job.add_subparsers(dest="verb", required=True)
+    start = job_verbs.add_parser("start", parents=[output], help="start an execution of a Manual job now")
+    start.add_argument("name", help="the job (its metadata.name, or Job/<name>)")
+    start.add_argument("--target", help="the Target that declares it (when more than one does)")
+    start.set_defaults(run=cmd_job_start)
     return parser
 
 
@@ -118,15 +129,17 @@ def _targets(reconciler) -> tuple[str, list, list]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from shared.core.manifests import load_apps
+    from shared.core.aca_kinds import ACA_READERS
+    from shared.core.manifests import load_objects
 
     if args.path:
         root = Path(args.path)
         if not root.exists():
             print(f"driftless: {args.path}: no such file or folder", file=sys.stderr)
             return EXIT_USAGE
-        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml"))
-        apps, problems = load_apps({str(p): p.read_bytes() for p in paths})
+        files, problems = _read_local(root)
+        apps, found = load_objects(files, ACA_READERS)
+        problems = sorted(problems + found, key=lambda p: (p.file, p.line or 0))
     else:
         reconciler = _reconciler()
         revision, targets, problems = _targets(reconciler)
@@ -135,15 +148,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
             found, trouble = reconciler.desired(target, revision)
             apps += found
             problems += trouble
-    rows = [{"file": p.file, "line": p.line, "document": p.document, "field": p.field, "message": p.message}
-            for p in problems]
+    rows = [{"file": p.file, "line": p.line, "column": p.column, "document": p.document, "field": p.field,
+             "message": p.message} for p in problems]
     if args.output == "table":
         for problem in problems:
             print(f"ERROR {problem}")
-        print(f"{len(apps)} valid app(s), {len(problems)} problem(s)")
+        print(f"{len(apps)} valid manifest(s), {len(problems)} problem(s)")
     else:
-        _emit({"valid": [a.name for a in apps], "problems": rows}, args.output)
+        _emit({"valid": [getattr(a, "key", a.name) for a in apps], "problems": rows}, args.output)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def _read_local(root: Path) -> tuple[dict[str, bytes], list]:
+    """The manifests under a local folder (.yaml/.yml in any case; symbolic links to folders are not
+    followed), or the one file named. A file that cannot be read (a dangling symbolic link, a link loop,
+    no permission) is a Problem of that file, never a crash."""
+    from shared.adapters.git import is_manifest
+    from shared.core.manifests import Problem
+
+    problems: list[Problem] = []
+    if root.is_dir():
+        paths = []
+        for folder, _, names in os.walk(root, onerror=lambda exc: problems.append(
+                Problem(str(exc.filename), f"folder cannot be read: {exc.strerror}"))):
+            paths += [Path(folder, name) for name in names if is_manifest(name)]
+    else:
+        paths = [root]
+    files: dict[str, bytes] = {}
+    for path in sorted(paths):
+        try:
+            files[str(path)] = path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(str(path), _unreadable(path, exc)))
+    return files, problems
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    import errno
+
+    if path.is_symlink():
+        target = os.readlink(path)
+        if exc.errno == errno.ELOOP:
+            return f"cannot be read: symbolic link loop (links to '{target}')"
+        if exc.errno == errno.ENOENT:
+            return f"cannot be read: dangling symbolic link to '{target}', which does not exist"
+    return f"cannot be read: {exc.strerror or exc}"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -202,6 +251,8 @@ def cmd_get_apps(args: argparse.Namespace) -> int:
     rows = []
     for target in targets:
         for step in reconciler.plan(target, revision).steps:
+            if target.type == "aca" and "/" in step.app:           # jobs and Dapr components: `get jobs`
+                continue
             images = ", ".join(c.image for c in step.desired.containers) if step.desired else ""
             rows.append({"target": target.name, "app": step.app, "status": state[step.kind],
                          "healthy": step.health.healthy if step.health else None, "images": images,
@@ -211,6 +262,87 @@ def cmd_get_apps(args: argparse.Namespace) -> int:
     else:
         _emit(rows, args.output)
     return EXIT_FAILED if problems else EXIT_OK
+
+
+def _declared_jobs(reconciler, revision: str, targets: list) -> list[tuple[Any, Any]]:
+    """(Target, Job) for every valid Job manifest of the `aca` Targets at `revision`."""
+    from shared.core.container_app_job import Job
+
+    return [(t, job) for t in targets if t.type == "aca" for job in reconciler.desired(t, revision)[0]
+            if isinstance(job, Job)]
+
+
+def cmd_get_jobs(args: argparse.Namespace) -> int:
+    """Jobs in Git: trigger, state against Git, the latest execution and its status (a failed one with its reason)."""
+    from shared.adapters.container_apps import for_subscription
+    from shared.core.container_app_job import execution_problem, latest_execution
+
+    reconciler = _reconciler()
+    revision, targets, problems = _targets(reconciler)
+    state = {"create": "missing", "update": "drifted", "unchanged": "in sync", "suspended": "suspended",
+             "skipped": "skipped", "failed": "failed"}
+    rows = []
+    for target in targets:
+        declared = {job.key: job for t, job in _declared_jobs(reconciler, revision, [target])}
+        if not declared:
+            continue
+        aca = for_subscription(reconciler.settings, target.subscription_id)
+        for step in reconciler.plan(target, revision).steps:
+            job = declared.get(step.app)
+            if job is None:
+                continue
+            latest = latest_execution(aca.executions(target.resource_group, job.name)) if step.live else None
+            status = str((latest or {}).get("properties", {}).get("status") or "-") if latest else "none yet"
+            rows.append({"target": target.name, "job": job.name, "trigger": job.trigger_type,
+                         "state": state.get(step.kind, step.kind), "execution": (latest or {}).get("name"),
+                         "status": status, "images": ", ".join(c.image for c in job.containers),
+                         "reason": execution_problem(latest) if latest else step.reason})
+    if args.output == "table":
+        _table(rows, ("target", "job", "trigger", "state", "execution", "status", "images"))
+        for row in rows:
+            if row["status"] in ("Failed", "Degraded") and row["reason"]:
+                print(f"  {row['target']}/{row['job']}: {row['execution']} {row['status']}: {row['reason']}")
+    else:
+        _emit(rows, args.output)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def cmd_job_start(args: argparse.Namespace) -> int:
+    """Start an execution of a Manual job declared in Git and created in Azure; print the execution's name."""
+    from shared.adapters.container_apps import for_subscription
+
+    name = args.name.split("/", 1)[1] if args.name.startswith("Job/") else args.name
+    reconciler = _reconciler()
+    revision, targets, _ = _targets(reconciler)
+    found = [(t, job) for t, job in _declared_jobs(reconciler, revision, targets)
+             if job.name == name and args.target in (None, t.name)]
+    if not found:
+        print(f"driftless: no Target declares a valid job named {name} at {revision[:12]}"
+              + (f" (Target {args.target})" if args.target else ""), file=sys.stderr)
+        return EXIT_USAGE
+    if len(found) > 1:
+        print(f"driftless: job {name} is declared by Targets {', '.join(t.name for t, _ in found)}; choose one with "
+              "--target", file=sys.stderr)
+        return EXIT_USAGE
+    target, job = found[0]
+    if job.trigger_type != "Manual":
+        runs = "on its schedule" if job.trigger_type == "Schedule" else "when its scale rules fire"
+        print(f"driftless: job {name} is a {job.trigger_type} job (it runs {runs}); only Manual jobs are started "
+              "with `driftless job start`", file=sys.stderr)
+        return EXIT_USAGE
+    aca = for_subscription(reconciler.settings, target.subscription_id)
+    live = aca.job(target.resource_group, name)
+    live_trigger = ((live or {}).get("properties") or {}).get("configuration", {}).get("triggerType")
+    if live is None or str(live_trigger).lower() != "manual":
+        said = "does not exist in Azure yet" if live is None else f"is still a {live_trigger} job in Azure"
+        print(f"driftless: job {name} {said}; run `driftless sync` first", file=sys.stderr)
+        return EXIT_FAILED
+    execution = aca.start_job(target.resource_group, name)
+    if args.output == "table":
+        print(f"started job {name} (Target {target.name}): execution {execution}")
+    else:
+        _emit({"target": target.name, "job": name, "execution": execution}, args.output)
+    return EXIT_OK
 
 
 def cmd_get_source(args: argparse.Namespace) -> int:
@@ -260,6 +392,8 @@ def cmd_get_status(args: argparse.Namespace) -> int:
         _table([{**t, "revision": (t["revision"] or "")[:12],
                  "summary": ", ".join(f"{n} {a}" for a, n in t["summary"].items() if n)}
                 for t in body["targets"]], ("target", "revision", "ok", "degraded", "finishedAt", "summary"))
+        for t in body["targets"]:
+            _print_problems(t.get("problems") or [], t.get("problemCount") or 0, target=t["target"])
         print()
         _table([{**a, "revision": (a["revision"] or "")[:12]} for a in body["apps"]],
                ("target", "app", "action", "healthy", "revision", "suspended", "reason"))
@@ -313,11 +447,20 @@ def _print_result(result) -> None:
     mode = " (dry run: nothing written)" if result.dry_run else ""
     print(f"Target {result.target} at {str(result.revision)[:12]}{mode}")
     _table(rows, ("app", "action", "health", "reason"))
-    for problem in result.problems:
-        print(f"  invalid: {problem['file']}:{problem['line'] or '?'} {problem['field']}: {problem['message']}")
+    _print_problems(result.problems, len(result.problems))
     counts = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
     state = "DEGRADED (prune skipped)" if result.degraded else ("ok" if result.ok else "FAILED")
     print(f"  {state}: {counts or 'no apps'} in {result.duration_ms / 1000:.1f}s")
+
+
+def _print_problems(problems: list[dict[str, Any]], total: int, *, target: str = "") -> None:
+    """One `ERROR file:line[:column]: field: message` line per problem, and how many more there are."""
+    from shared.core.manifests import Problem
+
+    for problem in problems:
+        print(f"  ERROR {(target + ': ') if target else ''}{Problem.from_dict(problem)}")
+    if total > len(problems):
+        print(f"  ... and {total - len(problems)} more problem(s){(' in Target ' + target) if target else ''}")
 
 
 def _cell(value: Any) -> str:

@@ -1,24 +1,31 @@
 """Wiring: one Context and one of each service per process, and GitHub webhook routing.
 
-`current()` is what every function in function_app.py calls. The webhook is verified once here
-(size, HMAC signature, JSON) and routed by event: pushes to the manifests repository go to the
-reconcile pipeline, app repository pushes and `workflow_run` to image updates.
+`current()` is what every function in function_app.py calls; `answer()` is how every HTTP route is
+answered: bad input is a 4xx with a JSON reason (the services return it), an outage of what Driftless
+depends on (the Function App's storage, Key Vault, the manifests repository, GitHub) or a misconfiguration
+is a 503 with a JSON reason, and nothing is a 500 by design. The webhook is verified once here (size, HMAC
+signature, delivery id, JSON, the types of the fields read) and routed by event: pushes to the manifests
+repository go to the reconcile pipeline, app repository pushes and `workflow_run` to image updates.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from typing import Mapping
+from typing import Callable, Mapping
 
-from shared.adapters import github
-from shared.adapters.git import GitSource
+from shared.adapters import github, storage
+from shared.adapters.git import GitSource, SourceError
 from shared.adapters.key_vault import Secrets, SecretsUnavailable
 from shared.adapters.status_store import Store
-from shared.config.settings import Settings
-from shared.core.reply import Reply
+from shared.adapters.storage import StorageNotConfigured
+from shared.config.settings import Settings, SettingsError
+from shared.core.feedback_config import FeedbackConfigError
+from shared.core.reply import Reply, shown
 from shared.core.webhook import (
     MAX_BODY,
+    check_delivery,
+    check_event,
     ignore_reason,
     load_json,
     parse_push,
@@ -44,9 +51,10 @@ def build_context(settings: Settings, *, env: Mapping[str, str] | None = None) -
     the Reconciler with its Git cache."""
     secrets = Secrets(settings, env=env)
     token = github.token_provider(settings, secrets)
-    return Context(settings, secrets=secrets, store=Store(backoff_base=settings.reapply_backoff, env=env),
-                   github_token=token, env=env,
-                   reconciler=lambda: Reconciler(settings, source=git_source(settings, token)))
+    store = Store(backoff_base=settings.reapply_backoff, env=env)
+    inventory = store if storage.configured(env) else None     # engines that keep an inventory need a real store
+    return Context(settings, secrets=secrets, store=store, github_token=token, env=env,
+                   reconciler=lambda: Reconciler(settings, source=git_source(settings, token), store=inventory))
 
 
 class Driftless:
@@ -72,20 +80,23 @@ class Driftless:
         if not secret:
             log.error("webhook refused: no webhook secret is configured (Key Vault secret %s); "
                       "unsigned events are never accepted", self.settings.webhook_secret_name)
-            return Reply(500, {"error": "webhook secret not configured"})
+            return Reply(503, {"error": "the webhook secret is not configured (Key Vault secret "
+                                        f"{self.settings.webhook_secret_name}); unsigned events are never accepted"})
         if not signature_ok(secret, body, headers.get("x-hub-signature-256")):
             return Reply(401, {"error": "X-Hub-Signature-256 missing or wrong"})
-        event, delivery = headers.get("x-github-event", ""), headers.get("x-github-delivery")
+        event, delivery = headers.get("x-github-event", ""), headers.get("x-github-delivery") or None
         try:
+            check_delivery(delivery)
             payload = load_json(body)
-        except ValueError as exc:
+            check_event(event, payload)
+        except ValueError as exc:                                   # BadEvent included
             return Reply(400, {"error": str(exc)})
         if event == "ping":
             return Reply(200, {"ok": "pong"})
         if self.images.handles(event, payload):
             return self.images.webhook(event, payload, delivery)
         if event != "push":
-            return Reply(202, {"ignored": f"event '{event}' is not handled"})
+            return Reply(202, {"ignored": f"event {shown(event)} is not handled"})
         push = parse_push(payload)
         reason = ignore_reason(push, branch=self.settings.branch, repo_url=self.settings.repo_url or "")
         if reason:
@@ -95,6 +106,44 @@ class Driftless:
     def status(self, target: str | None = None) -> Reply:
         """`GET /api/status`: passes and apps, and the image update outcomes."""
         return Reply(200, {**self.pipeline.status(target), "images": self.images.status(target)})
+
+
+def answer(route: Callable[[Driftless], Reply]) -> Reply:
+    """Answer one HTTP request with `route` over the process's Driftless. A misconfiguration or an outage of
+    a service Driftless depends on is a 503 whose JSON reason names it (details in the log, never a secret);
+    any other exception is a bug and propagates (the host answers 500)."""
+    try:
+        return route(current())
+    except (SettingsError, StorageNotConfigured, FeedbackConfigError) as exc:
+        log.error("request refused: Driftless is misconfigured: %s", exc)
+        return Reply(503, {"error": "Driftless is misconfigured; GET /api/health and the log name the setting"})
+    except Exception as exc:
+        unavailable = outage(exc)
+        if unavailable is None:
+            raise
+        log.error("request not served: %s is unavailable: %s: %s", unavailable, type(exc).__name__, exc)
+        return Reply(503, {"error": f"{unavailable} cannot be reached right now; try again later"})
+
+
+def outage(exc: BaseException) -> str | None:
+    """What is unavailable when `exc` is an outage of a service Driftless depends on, else None."""
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, SecretsUnavailable):
+        return "Key Vault"
+    if isinstance(exc, SourceError):
+        return "the manifests repository"
+    if isinstance(exc, (github.GitHubError, github.TokenUnavailable)):
+        return "GitHub"
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return "the Function App's storage (queues and status table)"
+    if isinstance(exc, HttpResponseError) and (exc.status_code or 0) in (401, 403, 408, 429, 500, 502, 503, 504):
+        return "the Function App's storage (queues and status table)"
+    return None
 
 
 _current: tuple[Settings, dict[str, str], Driftless] | None = None

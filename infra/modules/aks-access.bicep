@@ -11,7 +11,10 @@ param principalId string
 // (listClusterUserCredential); it grants no Kubernetes permissions by itself.
 var aksClusterUserRoleId = '4abbcc35-e782-43d8-92c5-2d3f1bd2253f'
 // Azure Kubernetes Service RBAC Writer: read/write most namespaced objects (Deployments,
-// Services, ConfigMaps, ...) through Azure RBAC for Kubernetes; no roles, bindings or quotas.
+// Services, ConfigMaps, ...) through Azure RBAC for Kubernetes; Namespaces read-only; no Roles,
+// RoleBindings, quotas, CRDs or custom resources. Driftless prunes only kinds this role may list
+// and delete; an object of another kind fails alone, naming the missing data action. To manage
+// more, assign a custom role or RBAC Cluster Admin yourself (docs/aks.md).
 var aksRbacWriterRoleId = 'a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb'
 
 resource cluster 'Microsoft.ContainerService/managedClusters@2024-02-01' existing = {

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+"""Manifest file name endings, in any case (`App.YAML` is read like `app.yaml`): see `is_manifest`."""
 MAX_CACHED_PACKS = 8
 """Snapshots kept per repository cache (enough for the revisions a webhook and its workers read)."""
 
@@ -184,9 +185,14 @@ def _files(repo, revision: str, path: str) -> dict[str, bytes] | None:
     files: dict[str, bytes] = {}
     for entry in repo.object_store.iter_tree_contents(tree.id):
         name = entry.path.decode("utf-8", "replace")
-        if name.endswith(MANIFEST_SUFFIXES):
+        if is_manifest(name):
             files[f"{prefix}/{name}" if prefix else name] = repo[entry.sha].data
     return files
+
+
+def is_manifest(name: str) -> bool:
+    """True for a file name ending in .yaml or .yml, in any case."""
+    return name.lower().endswith(MANIFEST_SUFFIXES)
 
 
 def _pack_count(folder: str) -> int:

@@ -18,10 +18,19 @@ _LOG = logging.getLogger("driftless.secrets")
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.25, "retry_backoff_max": 2,
                                    "connection_timeout": 5, "read_timeout": 10}
 _REASON_LIMIT = 200
+_REFUSALS = {
+    "ForbiddenByRbac": "Driftless's identity has no Key Vault role allowing this (reading needs 'Key Vault Secrets "
+                       "User', storing 'Key Vault Secrets Officer'; a new role assignment takes a few minutes to apply)",
+    "SecretDisabled": "the secret is disabled in the vault: enable it or store a new version",
+    "AccessDenied": "the vault's access policies do not give Driftless's identity this permission on secrets",
+}
+"""Key Vault's inner error codes of a 403 -> what to do about it."""
 
 
 class SecretsUnavailable(RuntimeError):
-    """Key Vault could not be reached or refused us; the message names the vault and secret NAME, never a value."""
+    """Key Vault could not be reached or refused us; the message names the vault and secret NAME, never a value.
+    A 403 says why (no RBAC role, secret disabled, access policy); a 429 is raised only once the SDK's retries,
+    which wait as long as Key Vault's `Retry-After` asks, are used up."""
 
 
 class Secrets:
@@ -80,7 +89,7 @@ class Secrets:
             self._secret_client().set_secret(name, value)
         except AzureError as exc:
             raise SecretsUnavailable(f"Key Vault {self._settings.keyvault_url} refused storing secret '{name}': "
-                                     f"{_reason(exc)}") from exc
+                                     f"{_reason(exc)}{_advice(exc)}") from exc
         with self._lock:
             self._cache[name] = (self._clock() + self._settings.secret_ttl, value)
 
@@ -120,6 +129,9 @@ class Secrets:
             return None
         except (AzureError, ValueError) as exc:  # ValueError: the SDK rejected the vault's auth challenge
             vault = self._settings.keyvault_url
+            if getattr(exc, "status_code", None) == 403:
+                raise SecretsUnavailable(f"Key Vault {vault} refused reading secret '{name}': {_reason(exc)}"
+                                         f"{_advice(exc)}") from exc
             raise SecretsUnavailable(f"Key Vault {vault} unavailable reading secret '{name}': {_reason(exc)}") from exc
 
     def _secret_client(self) -> Any:
@@ -133,12 +145,26 @@ class Secrets:
             return self._client
 
 
+def _inner_code(exc: Exception) -> str | None:
+    inner = getattr(getattr(exc, "error", None), "innererror", None)
+    return inner.get("code") if isinstance(inner, dict) else None
+
+
 def _reason(exc: Exception) -> str:
-    """A short reason: "HTTP <status> <error code>" for an HTTP answer, else the error's type and first line."""
+    """A short reason: "HTTP <status> <error code>[ (<inner code>)]" for an HTTP answer, else the error's type and
+    first line."""
     status = getattr(exc, "status_code", None)
     if status is not None:
         code = getattr(getattr(exc, "error", None), "code", None)
-        return f"HTTP {status} {code}" if code else f"HTTP {status}"
+        inner = _inner_code(exc)
+        return (f"HTTP {status} {code}" if code else f"HTTP {status}") + (f" ({inner})" if inner else "")
     lines = str(exc).strip().splitlines()
     first = lines[0][:_REASON_LIMIT] if lines else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _advice(exc: Exception) -> str:
+    """What to do about a 403, from its inner error code ("" for anything else)."""
+    if getattr(exc, "status_code", None) != 403:
+        return ""
+    return "; " + _REFUSALS.get(_inner_code(exc) or "", "the vault refuses Driftless's identity")

@@ -3,10 +3,12 @@ pass makes, on plain dicts.
 
 Connecting: DRIFTLESS_KUBECONFIG when set, else the API server and CA from ARM
 (`listClusterUserCredential`) with an Entra token for the AKS server app; nothing is stored.
-Every refusal of the API server becomes `KubeError` with its Status code and message.
+Every refusal of the API server becomes `KubeError` with its Status code and message; a 403 also names the
+Azure RBAC data action that was missing (AKS with Azure RBAC for Kubernetes authorization).
 """
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -28,12 +30,32 @@ FLUX_TYPES = {"GitRepository": ("source.toolkit.fluxcd.io/v1", "gitrepositories"
 """Flux's own kinds, known without their CRDs being in Git (Flux assist patches them)."""
 
 
+AZURE_VERBS = {"get": "read", "list": "read", "watch": "read", "create": "write", "update": "write",
+               "patch": "write", "delete": "delete", "deletecollection": "delete"}
+"""Kubernetes verbs -> the verb of Azure RBAC's data actions for Kubernetes."""
+_FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"/]+)[^"]*" in API group "([^"]*)"')
+
+
 class KubeError(Exception):
-    """The API server refused a request; `message` is its Status message (409: manager and field)."""
+    """The API server refused a request; `message` is its Status message (409: manager and field). For a 403,
+    `permission` is the Azure RBAC data action the request needed (None when the message does not say)."""
 
     def __init__(self, code: int, message: str):
         super().__init__(message)
         self.code, self.message = code, message
+        self.permission = data_action(message) if code == 403 else None
+
+
+def data_action(forbidden: str) -> str | None:
+    """The Azure RBAC data action a Kubernetes `Forbidden` message asks for: `User "..." cannot list resource
+    "roles" in API group "rbac.authorization.k8s.io"` ->
+    `Microsoft.ContainerService/managedClusters/rbac.authorization.k8s.io/roles/read`."""
+    found = _FORBIDDEN.search(forbidden)
+    if found is None:
+        return None
+    verb, resource, group = found.groups()
+    return (f"Microsoft.ContainerService/managedClusters/{group + '/' if group else ''}{resource}/"
+            f"{AZURE_VERBS.get(verb, verb)}")
 
 
 # ------------------------------------------------------------------------------ connecting

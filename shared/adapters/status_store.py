@@ -1,17 +1,21 @@
 """The status store: one Azure Table (`driftless`) on the Function App's storage account.
 
 Partitions (PartitionKey / RowKey):
-- `target` / target name: the last pass (revision, summary, when), and when the last
+- `target` / target name: the last pass (revision, summary, the first `SHOWN_PROBLEMS` manifest
+  problems and their count, when), and when the last
   *completed* pass started, which retires older jobs;
 - `app.<target>` / app name: the last outcome, and the re-apply backoff of an unhealthy app;
 - `pass.<target>` / inverted time: recent passes (the newest `KEEP_PASSES`);
 - `delivery` / GitHub delivery id: webhook de-duplication, with an expiry;
 - `suspension` / app name: runtime suspensions;
 - `lease` / target name: at most one reconcile per Target (ETag-guarded).
+- `inventory.<target>` / object key: what Driftless created where ARM keeps no tags (Dapr components),
+  with the environment and spec hash; prune compares Git with it.
 """
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -20,6 +24,8 @@ from shared.core.outcome import PassResult
 
 KEEP_PASSES = 20
 MAX_TEXT = 16_000
+SHOWN_PROBLEMS = 50
+"""Manifest problems kept per Target's last pass (the first ones, by file); the total is kept too."""
 
 
 def _now() -> datetime:
@@ -39,9 +45,44 @@ def name_of(key: str) -> str:
     return key.replace("|", "/")
 
 
+_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def check_row_key(key: str) -> str:
+    """`key` if Azure Tables accepts it as a RowKey (no `/ \\ # ?` or control characters, at most 1 KiB in
+    UTF-16, not empty); else ValueError, so a bad key is refused here rather than by the service as a 400."""
+    if not key or _BAD_KEY.search(key) or len(key.encode("utf-16-le")) > 1024:
+        raise ValueError(f"not a valid Table row key: {key[:40]!r}{'...' if len(key) > 40 else ''}")
+    return key
+
+
 def _text(value: Any, limit: int = MAX_TEXT) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 20] + "...(truncated)"
+
+
+def _problems(problems: list[dict[str, Any]], limit: int = MAX_TEXT) -> str:
+    """The first `SHOWN_PROBLEMS` problems (file, line, field, message...) as JSON that always parses: long
+    texts are cut, and problems that would not fit in `limit` characters (a Table property) are left out."""
+    kept: list[dict[str, Any]] = []
+    size = 2
+    for problem in problems[:SHOWN_PROBLEMS]:
+        item = {k: (_text(v, 600) if isinstance(v, str) else v) for k, v in problem.items()}
+        size += len(json.dumps(item, default=str)) + 2
+        if size > limit:
+            break
+        kept.append(item)
+    return json.dumps(kept, default=str)
+
+
+def _stored_problems(text: str | None) -> list[dict[str, Any]]:
+    """What `_problems` stored (rows from older versions may hold cut JSON: shown as none)."""
+    try:
+        found = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [{k: p.get(k) for k in ("file", "line", "column", "document", "field", "message", "app")}
+            for p in found if isinstance(p, dict)] if isinstance(found, list) else []
 
 
 class Store:
@@ -91,7 +132,8 @@ class Store:
         entity = {
             "PartitionKey": "target", "RowKey": result.target, "revision": result.revision or "",
             "ok": result.ok, "degraded": result.degraded, "dry_run": result.dry_run, "prune": _text(result.prune, 2000),
-            "summary": json.dumps(summary), "problems": _text(result.problems), "started_at": started_at,
+            "summary": json.dumps(summary), "problems": _problems(result.problems),
+            "problem_count": len(result.problems), "started_at": started_at,
             "finished_at": _iso(now), "duration_ms": result.duration_ms,
         }
         if complete and not result.dry_run:
@@ -136,6 +178,7 @@ class Store:
                 "degraded": row.get("degraded"), "summary": json.loads(row.get("summary") or "{}"),
                 "prune": row.get("prune"), "startedAt": row.get("started_at"), "finishedAt": row.get("finished_at"),
                 "appliedRevision": row.get("applied_revision"),
+                "problems": _stored_problems(row.get("problems")), "problemCount": row.get("problem_count") or 0,
                 "recentPasses": [{"revision": p.get("revision"), "ok": p.get("ok"), "finishedAt": p.get("finished_at"),
                                   "summary": json.loads(p.get("summary") or "{}")}
                                  for p in sorted(self._query(f"pass.{row['RowKey']}"), key=lambda e: e["RowKey"])[:5]],
@@ -158,7 +201,7 @@ class Store:
     def claim(self, partition: str, key: str, *, ttl: timedelta | None = None) -> bool:
         """True for the first caller of (partition, key), or once an earlier claim expired; ETag-guarded."""
         expires = _iso(_now() + ttl) if ttl else ""
-        return self._take({"PartitionKey": partition, "RowKey": key, "expires_at": expires},
+        return self._take({"PartitionKey": partition, "RowKey": check_row_key(key), "expires_at": expires},
                           lambda held: bool(held.get("expires_at")) and held["expires_at"] <= _iso(_now()))
 
     def release(self, partition: str, key: str) -> None:
@@ -250,11 +293,51 @@ class Store:
     def suspended(self) -> set[str]:
         return {name_of(e["RowKey"]) for e in self._query("suspension")}
 
+    # --- inventory: what Driftless created where ARM keeps no tags (Dapr components) -------
+    def inventory(self, target: str) -> dict[str, dict[str, Any]]:
+        """`inventory.<target>`: object key (e.g. `DaprComponent/<name>`) -> its row (environment, spec_hash,
+        revision, recorded_at)."""
+        return {name_of(e["RowKey"]): e for e in self._query(f"inventory.{target}")}
+
+    def record_owned(self, target: str, key: str, *, environment: str, spec_hash: str, revision: str) -> None:
+        """Record that Driftless created (or adopted) `key` for `target` in `environment`, at `revision`."""
+        self.table.upsert_entity({"PartitionKey": f"inventory.{target}", "RowKey": check_row_key(row_key(key)),
+                                  "environment": environment, "spec_hash": spec_hash, "revision": revision[:40],
+                                  "recorded_at": _iso(_now())})
+
+    def forget_owned(self, target: str, key: str) -> None:
+        """Drop `key` from `target`'s inventory (after it was deleted); absent already is fine."""
+        self.release(f"inventory.{target}", row_key(key))
+
+    def inventory_owners(self, key: str) -> list[str]:
+        """The Targets whose inventory holds `key` (one query on the row key)."""
+        rows = self.table.query_entities("RowKey eq @k and PartitionKey ge @lo and PartitionKey lt @hi",
+                                         parameters={"k": row_key(key), "lo": "inventory.", "hi": "inventory/"})
+        return sorted(str(e["PartitionKey"])[len("inventory."):] for e in rows)
+
     # --- leases --------------------------------------------------------------------------
     def acquire_lease(self, target: str, holder: str, *, ttl: timedelta) -> bool:
         """Take the Target's lease if free, expired or already ours; ETag-guarded so two workers never both win."""
         entity = {"PartitionKey": "lease", "RowKey": target, "holder": holder, "until": _iso(_now() + ttl)}
         return self._take(entity, lambda held: held.get("holder") == holder or held.get("until", "") <= _iso(_now()))
+
+    def renew_lease(self, target: str, holder: str, *, ttl: timedelta) -> bool:
+        """Extend `holder`'s lease to now + `ttl`. False when another worker holds it or it is gone; ETag-guarded,
+        so a renewal never overwrites a lease another worker has just taken."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            current = self.table.get_entity("lease", target)
+            if current.get("holder") != holder:
+                return False
+            self.table.update_entity({"PartitionKey": "lease", "RowKey": target, "holder": holder,
+                                      "until": _iso(_now() + ttl)}, mode=UpdateMode.REPLACE,
+                                     etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            return True
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
 
     def release_lease(self, target: str, holder: str) -> None:
         """Release the lease if `holder` still has it."""

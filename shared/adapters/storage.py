@@ -62,13 +62,19 @@ def queue(name: str, env: Mapping[str, str] | None = None):
         if key not in _clients:
             from azure.core.exceptions import ResourceExistsError
             from azure.storage.queue import (
+                ExponentialRetry,
                 QueueClient,
                 TextBase64DecodePolicy,
                 TextBase64EncodePolicy,
             )
 
+            # Fail within seconds when the queue service is down (the SDK default waits ~80 s): the HTTP routes
+            # that enqueue must answer 503 before GitHub's 10 s webhook timeout, and a worker's retry is the queue's.
             options = dict(message_encode_policy=TextBase64EncodePolicy(),
-                           message_decode_policy=TextBase64DecodePolicy())
+                           message_decode_policy=TextBase64DecodePolicy(),
+                           retry_policy=ExponentialRetry(initial_backoff=0.5, increment_base=2, retry_total=1,
+                                                         random_jitter_range=0.5),
+                           connection_timeout=5, read_timeout=10)
             if connection:
                 client = QueueClient.from_connection_string(connection, name, **options)
             else:

@@ -4,7 +4,10 @@ Git owns the fields a manifest declares and nothing else: the containers (by nam
 each optional section (`secrets`, `registries`, `identity`, `ingress`, `scale`) only when
 the manifest has it. Updates are JSON merge patches of exactly those fields, built on the
 live containers, so tags from Azure Policy, probes or scale rules set in the portal, and any
-other property Git does not mention survive.
+other property Git does not mention survive. Probes are never compared, so the TCP probes ACA adds
+to an app with ingress are not drift; they are left out of a patch only when Git moves the ingress
+port (ACA then adds them for the new port). The identity type is sent as ARM's exact enum value
+(`SystemAssigned,UserAssigned`, no space).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.core import sizes
+from shared.core import aca_schema, app_sections, arm_json, sizes
 from shared.core.manifests import App, Target
 
 TAG_OWNER = "driftless-owner"
@@ -23,6 +26,38 @@ TAG_REVISION = "driftless-revision"
 TAG_SPEC_HASH = "driftless-spec-hash"
 OWNERSHIP_TAGS = (TAG_OWNER, TAG_TARGET)
 """Tags that mark an app as Driftless's; an app is ours only when both match."""
+BUSY_STATES = ("InProgress", "Deleting")
+"""provisioningState values of an app whose operation still runs: ACA refuses writes (409) until it ends."""
+
+
+def operation_in_progress(resource: dict[str, Any]) -> str:
+    """Why the app must be left alone this pass ("" when it may be written): an operation still runs on it."""
+    state = (resource.get("properties") or {}).get("provisioningState")
+    if state not in BUSY_STATES:
+        return ""
+    return f"operation in progress (provisioningState {state}); left alone, the next pass looks again"
+
+
+def _aca_default_probes(port: int) -> list[dict[str, Any]]:
+    """The TCP probes ACA adds to the main container of an app with ingress on `port`, for each type the
+    container does not define (learn.microsoft.com/azure/container-apps/health-probes#default-configuration)."""
+    return [
+        {"type": "Startup", "tcpSocket": {"port": port}, "timeoutSeconds": 3, "periodSeconds": 1,
+         "initialDelaySeconds": 1, "successThreshold": 1, "failureThreshold": 240},
+        {"type": "Liveness", "tcpSocket": {"port": port}},
+        {"type": "Readiness", "tcpSocket": {"port": port}, "timeoutSeconds": 5, "periodSeconds": 5,
+         "initialDelaySeconds": 3, "successThreshold": 1, "failureThreshold": 48},
+    ]
+
+
+def _without_aca_default_probes(probes: list[Any], port: int) -> list[Any]:
+    """`probes` minus those equal to ACA's defaults for ingress on `port` (null fields and type case ignored)."""
+    def canonical(probe: Any) -> Any:
+        if not isinstance(probe, dict):
+            return probe
+        return {k: (str(v).lower() if k == "type" else v) for k, v in probe.items() if v is not None}
+    defaults = [canonical(p) for p in _aca_default_probes(port)]
+    return [p for p in probes if canonical(p) not in defaults]
 
 
 def _container_view(container) -> dict[str, Any]:
@@ -35,12 +70,22 @@ def _container_view(container) -> dict[str, Any]:
     if container.env is not None:
         view["env"] = {e.name: ({"secretRef": e.secret_ref} if e.secret_ref else {"value": e.value})
                        for e in container.env}
+    view.update(arm_json.view(dict(container.extra)))
     return view
+
+
+def _section_key(arm_path: tuple[str, ...]) -> str:
+    """How a Git-owned ARM fragment is named in a view and a diff: its path without `properties`."""
+    return ".".join(arm_path[1:])
 
 
 def desired_view(app: App) -> dict[str, Any]:
     """The Git-owned fields of `app` in a canonical shape shared with `live_view`."""
     view: dict[str, Any] = {"containers": {c.name: _container_view(c) for c in app.containers}}
+    if app.init_containers is not None:
+        view["initContainers"] = {c.name: _container_view(c) for c in app.init_containers}
+    for arm_path, value in app.sections.items():
+        view[_section_key(arm_path)] = arm_json.view(value, arm_path[-1])
     if app.secrets is not None:
         view["secrets"] = sorted(s.name for s in app.secrets)
     if app.registries is not None:
@@ -66,26 +111,14 @@ def _ingress_view(app: App) -> dict[str, Any] | None:
 
 
 def live_view(resource: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """Project a live ARM Container App onto the keys of `desired`, normalising ARM's defaults."""
+    """Project a live ARM Container App onto the keys of `desired`, normalising ARM's defaults (what Git does
+    not declare, such as probes ACA adds or defaults ARM fills in, is not looked at)."""
     props = resource.get("properties") or {}
     config = props.get("configuration") or {}
     template = props.get("template") or {}
-    view: dict[str, Any] = {"containers": {}}
-    for container in template.get("containers") or []:
-        wanted = desired["containers"].get(container.get("name"), {})
-        resources = container.get("resources") or {}
-        item: dict[str, Any] = {"image": container.get("image"),
-                                "cpu": round(float(resources.get("cpu") or 0), 4),
-                                "memory": round(sizes.parse_memory(resources.get("memory")) or 0, 4)}
-        if "command" in wanted:
-            item["command"] = list(container.get("command") or [])
-        if "args" in wanted:
-            item["args"] = list(container.get("args") or [])
-        if "env" in wanted:
-            item["env"] = {e.get("name"): ({"secretRef": e["secretRef"]} if e.get("secretRef")
-                                           else {"value": e.get("value")})
-                           for e in container.get("env") or []}
-        view["containers"][container.get("name")] = item
+    view: dict[str, Any] = {"containers": _live_containers(template.get("containers"), desired["containers"])}
+    if "initContainers" in desired:
+        view["initContainers"] = _live_containers(template.get("initContainers"), desired["initContainers"])
     if "secrets" in desired:
         view["secrets"] = sorted(s.get("name") for s in config.get("secrets") or [])
     if "registries" in desired:
@@ -107,6 +140,46 @@ def live_view(resource: dict[str, Any], desired: dict[str, Any]) -> dict[str, An
         scale = template.get("scale") or {}
         view["scale"] = {"minReplicas": scale.get("minReplicas") or 0,
                          "maxReplicas": 10 if scale.get("maxReplicas") is None else scale["maxReplicas"]}
+    for key, wanted in desired.items():
+        if key not in _TYPED_KEYS:
+            live = arm_json.at(resource, ("properties", *key.split(".")))
+            view[key] = arm_json.project(_canonical(live, key), wanted)
+    return view
+
+
+_TYPED_KEYS = ("containers", "initContainers", "secrets", "registries", "identity", "ingress", "scale")
+"""View keys built from the App's typed fields; every other key is a Git-owned ARM fragment."""
+
+
+def _canonical(live: Any, key: str, root: str = "ContainerAppProperties") -> Any:
+    """A live ARM fragment (named by its view `key`) as a view, enums in ARM's casing like Git's side (`root`:
+    the resource's properties model, JobProperties for a job)."""
+    arm_path = ("properties", *key.split("."))
+    return arm_json.view(app_sections.canonical(live, app_sections.kind_of_path(arm_path, root)), arm_path[-1])
+
+
+def _live_containers(containers: Any, desired: dict[str, Any]) -> dict[str, Any]:
+    """Live containers (or init containers) in the shape of `_container_view`, restricted to what Git declares."""
+    view: dict[str, Any] = {}
+    for container in containers or []:
+        wanted = desired.get(container.get("name"), {})
+        resources = container.get("resources") or {}
+        item: dict[str, Any] = {"image": container.get("image"),
+                                "cpu": round(float(resources.get("cpu") or 0), 4),
+                                "memory": round(sizes.parse_memory(resources.get("memory")) or 0, 4)}
+        if "command" in wanted:
+            item["command"] = list(container.get("command") or [])
+        if "args" in wanted:
+            item["args"] = list(container.get("args") or [])
+        if "env" in wanted:
+            item["env"] = {e.get("name"): ({"secretRef": e["secretRef"]} if e.get("secretRef")
+                                           else {"value": e.get("value")})
+                           for e in container.get("env") or []}
+        for name in app_sections.CONTAINER_FIELDS:
+            if name in wanted:
+                live = app_sections.canonical(container.get(name) or [], aca_schema.fields("Container")[name])
+                item[name] = arm_json.project(arm_json.view(live, name), wanted[name])
+        view[container.get("name")] = item
     return view
 
 
@@ -127,8 +200,14 @@ def _registry_json(registry) -> dict[str, Any]:
     return {"username": registry.username, "passwordSecretRef": registry.password_secret_ref}
 
 
-def _container_json(container, base: dict[str, Any] | None) -> dict[str, Any]:
+def _container_json(container, base: dict[str, Any] | None, stale_port: int | None = None) -> dict[str, Any]:
+    """The container as ARM wants it, built on the live one (`base`). With `stale_port` (the live ingress port
+    Git moves away from), ACA's default probes for that port are dropped so ACA adds them for the new port."""
     body = copy.deepcopy(base) if base else {}
+    if stale_port is not None and body.get("probes"):
+        body["probes"] = _without_aca_default_probes(body["probes"], stale_port)
+        if not body["probes"]:
+            del body["probes"]
     body["name"] = container.name
     body["image"] = container.image
     resources = dict(body.get("resources") or {})
@@ -141,14 +220,24 @@ def _container_json(container, base: dict[str, Any] | None) -> dict[str, Any]:
     if container.env is not None:
         body["env"] = [{"name": e.name, "secretRef": e.secret_ref} if e.secret_ref else {"name": e.name, "value": e.value}
                        for e in container.env]
+    for key, value in container.extra.items():
+        body[key] = arm_json.overlay(body.get(key), value, key)
     return body
 
 
-def _owned_properties(app: App, live: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(configuration, template) fragments holding the Git-owned fields, merged onto live containers."""
+def _owned_properties(app: App, live: dict[str, Any] | None) -> dict[str, Any]:
+    """The `properties` holding every Git-owned field (configuration, template, workloadProfileName), laid over
+    the live app so what Git does not declare is kept."""
     live_props = (live or {}).get("properties") or {}
     live_containers = {c.get("name"): c for c in (live_props.get("template") or {}).get("containers") or []}
-    template: dict[str, Any] = {"containers": [_container_json(c, live_containers.get(c.name)) for c in app.containers]}
+    live_port = ((live_props.get("configuration") or {}).get("ingress") or {}).get("targetPort")
+    wanted_port = app.ingress.target_port if app.ingress is not None and app.ingress.enabled else None
+    stale_port = live_port if app.ingress is not None and live_port is not None and live_port != wanted_port else None
+    template: dict[str, Any] = {"containers": [_container_json(c, live_containers.get(c.name), stale_port)
+                                               for c in app.containers]}
+    if app.init_containers is not None:
+        live_init = {c.get("name"): c for c in (live_props.get("template") or {}).get("initContainers") or []}
+        template["initContainers"] = [_container_json(c, live_init.get(c.name)) for c in app.init_containers]
     if app.scale is not None:
         template["scale"] = {"minReplicas": app.scale.min_replicas, "maxReplicas": app.scale.max_replicas}
     configuration: dict[str, Any] = {}
@@ -159,7 +248,10 @@ def _owned_properties(app: App, live: dict[str, Any] | None) -> tuple[dict[str, 
         configuration["registries"] = [{"server": r.server, **_registry_json(r)} for r in app.registries]
     if app.ingress is not None:
         configuration["ingress"] = _ingress_json(app)
-    return configuration, template
+    properties = {"configuration": configuration, "template": template}
+    for arm_path, value in app.sections.items():
+        arm_json.put(properties, arm_path[1:], arm_json.overlay(arm_json.at(live or {}, arm_path), value, arm_path[-1]))
+    return properties
 
 
 def _ingress_json(app: App) -> dict[str, Any] | None:
@@ -173,7 +265,7 @@ def _ingress_json(app: App) -> dict[str, Any] | None:
 
 
 def _identity_json(app: App, live: dict[str, Any] | None) -> dict[str, Any]:
-    identity: dict[str, Any] = {"type": app.identity.type.replace(",", ", ")}
+    identity: dict[str, Any] = {"type": app.identity.type}  # ARM's enum value, e.g. "SystemAssigned,UserAssigned"
     if app.identity.user_assigned or live:
         wanted = {rid: {} for rid in app.identity.user_assigned}
         stale = {rid: None for rid in ((live or {}).get("identity") or {}).get("userAssignedIdentities") or {}
@@ -185,13 +277,13 @@ def _identity_json(app: App, live: dict[str, Any] | None) -> dict[str, Any]:
 
 def create_body(app: App, *, location: str, environment_id: str, tags: dict[str, str]) -> dict[str, Any]:
     """The PUT body that creates `app`."""
-    configuration, template = _owned_properties(app, None)
+    properties = _owned_properties(app, None)
+    configuration = properties["configuration"]
     configuration.setdefault("activeRevisionsMode", "Single")
     if configuration.get("ingress", 0) is None:
         del configuration["ingress"]
     body: dict[str, Any] = {"location": location, "tags": tags,
-                            "properties": {"managedEnvironmentId": environment_id,
-                                           "configuration": configuration, "template": template}}
+                            "properties": {"managedEnvironmentId": environment_id, **properties}}
     if app.identity is not None:
         body["identity"] = _identity_json(app, None)
     return body
@@ -203,12 +295,12 @@ def update_patch(app: App, live: dict[str, Any], *, tags: dict[str, str],
 
     A `revision_suffix` forces a new revision even when the template is unchanged: that is how
     an unhealthy app is re-applied (ACA creates no revision for an identical template)."""
-    configuration, template = _owned_properties(app, live)
+    properties = _owned_properties(app, live)
     if revision_suffix:
-        template["revisionSuffix"] = revision_suffix
-    patch: dict[str, Any] = {"tags": tags, "properties": {"template": template}}
-    if configuration:
-        patch["properties"]["configuration"] = configuration
+        properties["template"]["revisionSuffix"] = revision_suffix
+    if not properties["configuration"]:
+        del properties["configuration"]
+    patch: dict[str, Any] = {"tags": tags, "properties": properties}
     if app.identity is not None:
         patch["identity"] = _identity_json(app, live)
     return patch

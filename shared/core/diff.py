@@ -30,6 +30,6 @@ def diff(desired: Any, live: Any, path: str = "") -> list[Change]:
 def _join(path: str, key: Any) -> str:
     if not path:
         return str(key)
-    if path.endswith(("containers", "env", "registries")):
+    if path.endswith(("containers", "initContainers", "env", "registries")):
         return f"{path}[{key}]"
     return f"{path}.{key}"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from shared.core import image_policy
-from shared.core.manifests import DNS_LABEL, Problem, locate, parse_documents
+from shared.core.manifests import DNS_LABEL, Problem, locate, parse_documents, refused_documents
 
 CLUSTER_SCOPED = frozenset({
     "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding", "ComponentStatus", "CSIDriver",
@@ -77,11 +77,13 @@ def load_objects(files: Mapping[str, bytes], *, namespace: str) -> tuple[list[Ku
                 for f, d in zip(kustomizations, folders)]
     chosen = {f: data for f, data in files.items() if not any(not d or f.startswith(f"{d}/") for d in folders)}
     parsed: list[tuple[str, int, Any]] = []
+    syntax: dict[str, list[Problem]] = {}
     for file in sorted(chosen):
-        documents, syntax = parse_documents(file, chosen[file])
-        problems += syntax
+        documents, syntax[file] = parse_documents(file, chosen[file])
         parsed += [(file, index, doc) for index, doc in enumerate(documents, start=1) if doc is not None]
-    cluster_kinds = CLUSTER_SCOPED | _cluster_scoped_crds(doc for _, _, doc in parsed)
+    refused = {(file, index) for file, found in syntax.items() for index in refused_documents(found)}
+    cluster_kinds = CLUSTER_SCOPED | _cluster_scoped_crds(doc for file, index, doc in parsed
+                                                          if (file, index) not in refused)
     objects: list[KubeObject] = []
     pending: dict[str, list[tuple[int, tuple[Any, ...], str]]] = {}
     app_of: dict[str, dict[int, str]] = {}
@@ -92,8 +94,10 @@ def load_objects(files: Mapping[str, bytes], *, namespace: str) -> tuple[list[Ku
             app_of.setdefault(file, {})[index] = obj.key
         if found:
             pending.setdefault(file, []).extend((index, path, message) for path, message in found)
-        elif obj is not None:
+        elif obj is not None and (file, index) not in refused:
             objects.append(obj)
+    for file, found_in_file in syntax.items():
+        problems += [replace(p, app=app_of.get(file, {}).get(p.document or 0)) for p in found_in_file]
     for file, found in pending.items():
         problems += locate(chosen[file], found, file, app_of.get(file, {}))
     return _drop_duplicates(objects, problems, chosen)
@@ -138,7 +142,7 @@ def _read_object(doc: Any, file: str, index: int, default_namespace: str, cluste
         namespace = None
     elif namespace is None:
         namespace = default_namespace
-    elif not isinstance(namespace, str) or not DNS_LABEL.match(namespace):
+    elif not isinstance(namespace, str) or not DNS_LABEL.fullmatch(namespace):
         found.append((("metadata", "namespace"), f"{namespace!r} is not a namespace name "
                                                  "(lowercase letters, digits and '-', up to 63 characters)"))
     if kind == "Secret" and doc["apiVersion"] == "v1":

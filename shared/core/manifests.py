@@ -11,12 +11,12 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from shared.core import image_policy, sizes
+from shared.core import app_sections, image_policy, image_reference, sizes
 
 API_VERSION = "driftless.io/v1alpha1"
 SYNOSCD_API_VERSION = "synoscd.io/v1alpha1"
@@ -41,18 +41,27 @@ USER_IDENTITY_ID = re.compile(
     r"userAssignedIdentities/[^/]+$",
     re.IGNORECASE,
 )
+MAX_ENV = 1000
+"""Environment variables per list (a container's `env`, SynosCD's `spec.environment`): Driftless's own cap."""
 GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 TRANSPORTS = ("auto", "http", "http2", "tcp")
 IDENTITY_TYPES = ("None", "SystemAssigned", "UserAssigned", "SystemAssigned,UserAssigned")
-KEY_VAULT_GUIDANCE = (
-    "store the value in Key Vault and reference it: "
-    "{name: <secret>, keyVaultUrl: https://<vault>.vault.azure.net/secrets/<name>, identity: system}"
-)
+
+
+def key_vault_reference(synoscd: bool, name: str = "<secret>") -> str:
+    """A Key Vault reference for secret `name`, written in the manifest's dialect: SynosCD's `secrets` map entry
+    or Driftless's `spec.secrets` list item."""
+    if synoscd:
+        return f"secrets: {{{name}: https://<vault>.vault.azure.net/secrets/<name>}}"
+    return f"{{name: {name}, keyVaultUrl: https://<vault>.vault.azure.net/secrets/<name>, identity: system}}"
+
+
+KEY_VAULT_GUIDANCE = "store the value in Key Vault and reference it: " + key_vault_reference(False)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one manifest. `document` and `line` are 1-based."""
+    """One thing wrong with one manifest. `document`, `line` and `column` are 1-based."""
 
     file: str
     message: str
@@ -60,16 +69,26 @@ class Problem:
     document: int | None = None
     line: int | None = None
     app: str | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line else "")
-        if self.document:
+        """`file:line[:column]: [field: ]message` (editors jump to it); `file (document N): ...` without a line."""
+        where = self.file
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
+        elif self.document:
             where += f" (document {self.document})"
-        return f"{where} {self.field + ': ' if self.field else ''}{self.message}"
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "document": self.document, "line": self.line,
+        return {"file": self.file, "document": self.document, "line": self.line, "column": self.column,
                 "field": self.field, "message": self.message, "app": self.app}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Problem":
+        """The Problem `to_dict` described (unknown keys ignored)."""
+        return cls(**{k: data[k] for k in ("file", "message", "field", "document", "line", "app", "column")
+                      if data.get(k) is not None})
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,8 @@ class Container:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: tuple[EnvVar, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Git-owned ARM fields beyond the above (probes, volumeMounts), in ARM's shape and casing."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +162,18 @@ class App:
     identity: Identity | None = None
     ingress: Ingress | None = None
     scale: Scale | None = None
+    init_containers: tuple[Container, ...] | None = None
+    sections: Mapping[tuple[str, ...], Any] = field(default_factory=dict, hash=False)
+    """Git-owned ARM fragments by their place in the resource, e.g. ("properties", "template", "volumes")."""
     suspend: bool = False
     managed: bool = True
     api_version: str = API_VERSION
     annotations: Mapping[str, str] | None = field(default=None, hash=False)
+
+    @property
+    def key(self) -> str:
+        """What outcomes, suspensions and the status store call this App: its name."""
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -160,7 +189,9 @@ class FluxRef:
 class Target:
     """Where one Git path goes: one Container Apps environment (`aca`) or one AKS cluster (`aks`).
 
-    For `aks`, `protected_apps` holds the `protected` object keys ("Kind/namespace/name" or "Kind/name")."""
+    For `aks`, `protected_apps` holds the `protected` object keys ("Kind/namespace/name" or "Kind/name").
+    A `retired` Target is the settings' default Target once the repository declares Targets: it is planned
+    read-only (nothing desired, prune off), so what it owns shows as orphans and is never written or deleted."""
 
     name: str
     path: str
@@ -176,6 +207,7 @@ class Target:
     namespace: str = "default"
     force: bool = False
     flux_assist: tuple[FluxRef, ...] = ()
+    retired: bool = False
 
     @property
     def environment_id(self) -> str:
@@ -226,8 +258,8 @@ class _Check:
         if not isinstance(node, str) or not node.strip():
             self.add(path, f"must be a non-empty string, got {_kind(node)}")
             return None
-        if pattern and not pattern.match(node):
-            self.add(path, f"'{node}' is not valid: {rule}")
+        if pattern and not pattern.fullmatch(node):
+            self.add(path, f"{image_reference.shown(node)} is not valid: {rule}")
             return None
         return node
 
@@ -271,23 +303,100 @@ def format_path(path: Iterable[Any]) -> str:
 
 
 def parse_documents(file: str, data: bytes) -> tuple[list[Any], list[Problem]]:
-    """Every YAML document of one file; a syntax error is one Problem with its line, and ends the file."""
+    """Every YAML document of one file, and its problems, each with line and column.
+
+    A syntax error is one Problem that ends the file (the documents before it are returned). A key
+    given twice in one mapping is a Problem naming both lines: YAML would silently keep the last one,
+    so what a reviewer reads first is not what gets applied. Such a document is still returned (so its
+    name can be read) but must never be applied: callers drop every document named in a Problem
+    returned here (`refused_documents`)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return [], [Problem(file, f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]
     documents: list[Any] = []
+    problems: list[Problem] = []
+    loader = _Loader(text)
     try:
-        for document in yaml.load_all(text, Loader=_Loader):
-            documents.append(document)
+        while loader.check_node():
+            node = loader.get_node()
+            problems += _duplicate_keys(file, len(documents) + 1, node, loader)
+            documents.append(loader.construct_document(node))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        message = f"YAML syntax error: {reason}" + (f" ({context})" if context else "")
-        return documents, [Problem(file, message, document=len(documents) + 1,
-                                   line=mark.line + 1 if mark else None)]
-    return documents, []
+        problems.append(_syntax_problem(file, len(documents) + 1, exc, text))
+    except RecursionError:
+        problems.append(Problem(file, "YAML is nested too deeply to read; nothing of this file after document "
+                                      f"{len(documents)} is read", document=len(documents) + 1))
+    except (ValueError, TypeError, OverflowError) as exc:   # a value YAML resolves but cannot build: 2001-13-45
+        problems.append(Problem(file, f"YAML value cannot be read: {exc} (quote it to keep it a string); nothing "
+                                      "of this file from this document on is read", document=len(documents) + 1))
+    finally:
+        loader.dispose()
+    return documents, problems
+
+
+def refused_documents(problems: Iterable[Problem]) -> set[int]:
+    """The documents that `parse_documents` found unsafe to apply (a key given twice)."""
+    return {p.document for p in problems if p.document}
+
+
+def _syntax_problem(file: str, document: int, exc: yaml.YAMLError, text: str) -> Problem:
+    """`YAML syntax error: <problem> (<context>, from line N)` at the problem's line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    reason = getattr(exc, "problem", None)
+    line = column = None
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+    if isinstance(exc, yaml.reader.ReaderError):
+        reason = f"{exc.reason} (character #x{ord(exc.character):04x})" if isinstance(exc.character, str) \
+            else str(exc.reason)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    if not reason:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line + 1 != line:
+        context += f" from line {context_mark.line + 1}"
+    return Problem(file, f"YAML syntax error: {reason}" + (f" ({context})" if context else ""),
+                   document=document, line=line, column=column)
+
+
+def _duplicate_keys(file: str, document: int, root: yaml.Node, loader: Any) -> list[Problem]:
+    """A Problem for each key given a second time in the same mapping (YAML merge keys `<<` excepted).
+    Keys are compared by value (`1` and `"1"` differ, `true` and `True` do not); shared (aliased)
+    nodes are looked at once."""
+    problems = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(item, path + (i,)) for i, item in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[Any, yaml.Node] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                stack.append((value, path))
+                continue
+            name = loader.construct_object(key)
+            try:
+                earlier = first.setdefault(name, key)
+            except TypeError:                                   # an unhashable key: construct reports it
+                earlier = key
+            if earlier is not key:
+                before, again = earlier.start_mark.line + 1, key.start_mark.line + 1
+                problems.append(Problem(
+                    file, f"key '{key.value}' is given twice in one mapping: first at {file}:{before}, again at "
+                          f"{file}:{again}; YAML keeps only the last silently, so this document is not applied "
+                          "(remove one of them)",
+                    format_path(path + (key.value,)), document, again, column=key.start_mark.column + 1))
+            stack.append((value, path + (key.value,)))
+    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
 
 
 def locate(data: bytes, problems: list[tuple[int, tuple[Any, ...], str]], file: str, app_of: dict[int, str]) -> list[Problem]:
@@ -317,78 +426,177 @@ def locate(data: bytes, problems: list[tuple[int, tuple[Any, ...], str]], file: 
     return located
 
 
-class FileCache:
-    """Per-file parse results keyed by file name and content hash, so a commit that changes one file
-    parses one file. Least recently used entries go past `size`; `misses` counts files parsed."""
+Reader = Callable[[Any, "_Check"], Any]
+"""Reads one document of one kind: returns the valid object (with a `key`), or None; problems go to the check."""
+PROJECT_KIND = "Project"
+"""The kind read by the Project pass of `load_objects` (shared.core.projects) rather than document by document."""
+Parsed = tuple[list[Any], list[Problem]]
+"""What `parse_documents` returns for one file."""
 
-    def __init__(self, size: int = 10_000):
+
+class FileCache:
+    """Per-file parse results keyed by file name, content hash and the kinds read (and, for Apps a Project covers,
+    the digest of those Projects), so a commit that changes one file parses one file, and one that changes a
+    Project re-reads the Apps it covers. Least recently used entries go past `size` (a file takes two: its scan
+    for Projects and its objects); `misses` counts files parsed."""
+
+    def __init__(self, size: int = 20_000):
         self.size, self.misses = size, 0
-        self._entries: OrderedDict[tuple[str, bytes], tuple[tuple[App, ...], tuple[Problem, ...]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def apps(self, file: str, data: bytes) -> tuple[tuple[App, ...], tuple[Problem, ...]]:
-        """The Apps and problems of one file (parsed now unless this name and content were seen)."""
-        key = (file, hashlib.sha1(data).digest())
+    def objects(self, file: str, data: bytes, readers: Mapping[str, Reader], *, projects: Mapping[str, Any] | None = None,
+                parsed: Parsed | None = None) -> tuple[tuple[Any, ...], tuple[Problem, ...]]:
+        """The valid objects and problems of one file (read now unless this name, content, kinds and Projects were
+        seen). `projects` maps App names of this file to the Project covering them; `parsed` is the file's
+        documents when the caller has just parsed it (then it is not parsed again)."""
+        covered = tuple(sorted((name, project.digest) for name, project in (projects or {}).items()))
+        key = (file, hashlib.sha1(data).digest(), tuple(sorted(readers)), covered)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-            self.misses += 1
-        parsed = load_app_file(file, data)
+            if parsed is None:
+                self.misses += 1
+        result = load_file(file, data, readers, projects=projects, parsed=parsed)
+        self._store(key, result)
+        return result
+
+    def scan(self, file: str, data: bytes, read: Callable[[str, bytes, list[Any], list[Problem]], Any],
+             ) -> tuple[Any, Parsed | None]:
+        """`read(file, data, documents, syntax problems)` of one file, kept for this name and content; with the
+        parsed documents when they were parsed now, else None."""
+        key = ("scan", file, hashlib.sha1(data).digest(), read)
         with self._lock:
-            self._entries[key] = parsed
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key], None
+            self.misses += 1
+        parsed = parse_documents(file, data)
+        record = read(file, data, *parsed)
+        self._store(key, record)
+        return record, parsed
+
+    def _store(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-        return parsed
+
+    def apps(self, file: str, data: bytes) -> tuple[tuple[App, ...], tuple[Problem, ...]]:
+        """The Apps and problems of one file."""
+        return self.objects(file, data, APP_READERS)
+
+
+def load_objects(files: Mapping[str, bytes], readers: Mapping[str, Reader], cache: FileCache | None = None,
+                 ) -> tuple[list[Any], list[Problem]]:
+    """Parse and validate every document of `files` with the reader of its kind (each file through `cache` when
+    given); a key defined twice invalidates both copies; a kind without a reader is a problem naming those there are.
+
+    With a reader for `Project`, Projects are found first and each App a Project covers is read with the Project's
+    defaults merged in and its policy checked (shared.core.projects); Projects themselves are not returned."""
+    found: list[Any] = []
+    problems: list[Problem] = []
+    if PROJECT_KIND not in readers:
+        for file in sorted(files):
+            objects, file_problems = (cache.objects(file, files[file], readers) if cache
+                                      else load_file(file, files[file], readers))
+            found += objects
+            problems += file_problems
+        return _drop_duplicates(found, problems)
+    from shared.core import projects   # built on this module, so imported when first needed
+
+    cache = cache or FileCache(size=4 * len(files) + 8)
+    scans, fresh = {}, {}
+    for file in sorted(files):
+        scans[file], parsed = cache.scan(file, files[file], projects.scan_file)
+        if parsed is not None:
+            fresh[file] = parsed
+    groups = projects.resolve(scans, files)
+    for file in sorted(files):
+        objects, file_problems = cache.objects(file, files[file], readers, projects=groups.assigned.get(file),
+                                               parsed=fresh.get(file))
+        found += objects
+        problems += file_problems
+    found, problems = _drop_duplicates(found, problems + groups.problems)
+    return [o for o in found if (getattr(o, "file", None), getattr(o, "document", None)) not in groups.held], problems
 
 
 def load_apps(files: Mapping[str, bytes], cache: FileCache | None = None) -> tuple[list[App], list[Problem]]:
-    """Parse and validate every App in `files` (each file through `cache` when given); duplicate names
-    invalidate both copies."""
-    apps: list[App] = []
-    problems: list[Problem] = []
-    for file in sorted(files):
-        file_apps, file_problems = cache.apps(file, files[file]) if cache else load_app_file(file, files[file])
-        apps += file_apps
-        problems += file_problems
-    return _drop_duplicates(apps, problems)
+    """Parse and validate every App in `files`."""
+    return load_objects(files, APP_READERS, cache)
 
 
 def load_app_file(file: str, data: bytes) -> tuple[tuple[App, ...], tuple[Problem, ...]]:
-    """The valid Apps of one file and its problems (YAML, schema), each located by file, document and line."""
-    documents, syntax = parse_documents(file, data)
-    apps: list[App] = []
-    problems: list[Problem] = list(syntax)
+    """The valid Apps of one file and its problems."""
+    return load_file(file, data, APP_READERS)
+
+
+def document_key(document: Any) -> str | None:
+    """What outcomes and problems call a document: an App by its name, any other kind as `Kind/name`."""
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        return None
+    name = document["metadata"].get("name")
+    if not isinstance(name, str):
+        return None
+    kind = document.get("kind")
+    return name if kind in (None, "App") or not isinstance(kind, str) else f"{kind}/{name}"
+
+
+def load_file(file: str, data: bytes, readers: Mapping[str, Reader], *, projects: Mapping[str, Any] | None = None,
+              parsed: Parsed | None = None) -> tuple[tuple[Any, ...], tuple[Problem, ...]]:
+    """The valid objects of one file and its problems (YAML, schema), each located by file, document and line.
+    An App named in `projects` is read through its Project (`Project.read_app`); Project documents are left to the
+    Project pass of `load_objects`. `parsed` is the file's documents when already parsed."""
+    documents, syntax = parsed or parse_documents(file, data)
+    refused = refused_documents(syntax)
+    found: list[Any] = []
+    problems: list[Problem] = []
     pending: list[tuple[int, tuple[Any, ...], str]] = []
     app_of: dict[int, str] = {}
     for index, document in enumerate(documents, start=1):
         if document is None:
             continue
         check = _Check(file, index)
-        app = _read_app(document, check)
-        name = document.get("metadata", {}).get("name") if isinstance(document, dict) and isinstance(document.get("metadata"), dict) else None
-        if isinstance(name, str):
-            app_of[index] = name
+        kind = document.get("kind") if isinstance(document, Mapping) else None
+        reader = readers.get(kind) if isinstance(kind, str) else None
+        key = document_key(document)
+        if key:
+            app_of[index] = key
+        if kind == PROJECT_KIND and reader is not None:
+            continue
+        project = (projects or {}).get(key) if kind == "App" and reader is not None and key else None
+        if reader is None and isinstance(document, Mapping) and len(readers) > 1:
+            check.add(("kind",), f"unsupported kind '{kind}'; allowed here: {', '.join(sorted(readers))}")
+            obj = None
+        elif project is not None:
+            obj, elsewhere = project.read_app(reader, document, check)
+            problems += elsewhere
+            obj = None if elsewhere else obj
+        else:
+            obj = (reader or next(iter(readers.values())))(document, check)
         pending += [(index, path, message) for path, message in check.problems]
-        if app is not None and not check.problems:
-            apps.append(app)
+        if obj is not None and not check.problems and index not in refused:
+            found.append(obj)
+    problems += [replace(p, app=app_of.get(p.document or 0)) for p in syntax]
     if pending:
         problems += locate(data, pending, file, app_of)
-    return tuple(apps), tuple(problems)
+    return tuple(found), tuple(problems)
 
 
-def _drop_duplicates(apps: list[App], problems: list[Problem]) -> tuple[list[App], list[Problem]]:
-    by_name: dict[str, list[App]] = {}
-    for app in apps:
-        by_name.setdefault(app.name, []).append(app)
+def _drop_duplicates(objects: list[Any], problems: list[Problem]) -> tuple[list[Any], list[Problem]]:
+    by_key: dict[str, list[Any]] = {}
+    for obj in objects:
+        by_key.setdefault(obj.key, []).append(obj)
     unique = []
-    for name, same in by_name.items():
+    for key, same in by_key.items():
         if len(same) == 1:
             unique.append(same[0])
             continue
         places = ", ".join(f"{a.file} (document {a.document})" for a in same)
-        problems += [Problem(a.file, f"duplicate app name '{name}': defined in {places}",
-                             "metadata.name", a.document, None, name) for a in same]
+        noun = "app name" if "/" not in key else "name"
+        problems += [Problem(a.file, f"duplicate {noun} '{key}': defined in {places}",
+                             "metadata.name", a.document, None, key) for a in same]
     return unique, problems
 
 
@@ -417,15 +625,38 @@ def _read_app(doc: Any, check: _Check) -> App | None:
     for path, message in image_policy.read_policy(
             annotations, image_policy.container_names(doc, image_policy.APP_CONTAINERS))[1]:
         check.add(path, message)
-    spec_fields = ["containers", "secrets", "registries", "identity", "ingress", "scale", "suspend"]
+    spec_fields = ["containers", "initContainers", "secrets", "registries", "identity", "ingress", "scale", "suspend",
+                   *app_sections.SPEC_FIELDS]
     if synoscd:
         spec_fields.append("environment")
     spec = check.mapping(doc.get("spec"), ("spec",), spec_fields, ("containers",))
     secrets = _read_secrets(spec.get("secrets"), check, synoscd)
-    shared_env = _read_env(spec.get("environment"), ("spec", "environment"), check) if synoscd else None
-    containers = _read_containers(spec.get("containers"), check, synoscd, shared_env)
-    _check_secret_refs(containers, secrets, check)
+    declared = _declared_secrets(spec.get("secrets"))
+    identity = _read_identity(spec.get("identity"), check)
+    sections = app_sections.Sections(check.add, secrets=None if secrets is None else [s.name for s in secrets],
+                                     identities=identity.user_assigned if identity else (),
+                                     system_identity=bool(identity and "SystemAssigned" in identity.type))
+    sections.read_spec(spec)
+    shared_env = (_read_env(spec.get("environment"), ("spec", "environment"), check, declared, synoscd)
+                  if synoscd else None)
+    containers = _read_containers(spec.get("containers"), check, synoscd, shared_env, sections=sections,
+                                  declared=declared)
+    init_containers = None
+    if spec.get("initContainers") is not None:
+        init_containers = _read_containers(spec["initContainers"], check, synoscd, None, sections=sections,
+                                           declared=declared, path=("spec", "initContainers"))
+    complete = (isinstance(spec.get("containers"), list) and len(containers) == len(spec["containers"])
+                and (init_containers is None or len(init_containers) == len(spec["initContainers"])))
+    profile = spec.get("workloadProfileName")
+    if containers and complete and profile in (None, "Consumption"):
+        _check_size(containers, init_containers or (), check)
+    sections.check_mounts((("spec", field_, i, "volumeMounts", j, "volumeName"), mount.get("volumeName"))
+                          for field_, group in (("containers", containers), ("initContainers", init_containers or ()))
+                          for i, container in enumerate(group)
+                          for j, mount in enumerate(container.extra.get("volumeMounts") or ()))
     registries = _read_registries(spec.get("registries"), check, secrets)
+    ingress = _read_ingress(spec.get("ingress"), check, synoscd, sections)
+    scale = _read_scale(spec.get("scale"), check, sections)
     app = App(
         name=name or "",
         containers=containers,
@@ -433,9 +664,11 @@ def _read_app(doc: Any, check: _Check) -> App | None:
         document=check.document,
         secrets=secrets,
         registries=registries,
-        identity=_read_identity(spec.get("identity"), check),
-        ingress=_read_ingress(spec.get("ingress"), check, synoscd),
-        scale=_read_scale(spec.get("scale"), check),
+        identity=identity,
+        ingress=ingress,
+        scale=scale,
+        init_containers=init_containers,
+        sections=sections.owned,
         suspend=check.boolean(spec.get("suspend"), ("spec", "suspend"), False),
         managed=(not synoscd) or (isinstance(labels, Mapping) and str(labels.get(SYNOSCD_MANAGED_LABEL)).lower() == "true"),
         api_version=api_version,
@@ -444,19 +677,29 @@ def _read_app(doc: Any, check: _Check) -> App | None:
     return app if name else None
 
 
-def _read_containers(node: Any, check: _Check, synoscd: bool, shared_env: tuple[EnvVar, ...] | None) -> tuple[Container, ...]:
-    path = ("spec", "containers")
+def _read_containers(node: Any, check: _Check, synoscd: bool, shared_env: tuple[EnvVar, ...] | None, *,
+                     sections: app_sections.Sections, declared: frozenset[str],
+                     path: tuple[Any, ...] = ("spec", "containers")) -> tuple[Container, ...]:
+    """Containers (or init containers, by `path`): name, image, flat cpu/memory, command, args, env and the
+    ARM fields of `app_sections.CONTAINER_FIELDS`. SynosCD's `shared_env` (`spec.environment`, already read and
+    checked at its own path) goes first into each container's env."""
+    init = path[-1] == "initContainers"
     items = check.sequence(node, path)
-    if node is not None and not items and isinstance(node, list):
+    if node is not None and not items and isinstance(node, list) and not init:
         check.add(path, "must list at least one container")
     containers: list[Container] = []
     names: set[str] = set()
     default_cpu, default_memory = (0.25, 0.5) if synoscd else (0.5, 1.0)
     for i, item in enumerate(items):
         where = path + (i,)
-        spec = check.mapping(item, where, ("name", "image", "cpu", "memory", "command", "args", "env"), ("name", "image"))
+        spec = check.mapping(item, where, ("name", "image", "cpu", "memory", "command", "args", "env",
+                                           *app_sections.CONTAINER_FIELDS), ("name", "image"))
+        extra = sections.read_container(spec, where, init=init)
         name = check.string(spec.get("name"), where + ("name",))
         image = check.string(spec.get("image"), where + ("image",))
+        if image is not None and image_reference.problem(image):
+            check.add(where + ("image",), str(image_reference.problem(image)))
+            image = None
         cpu = spec.get("cpu", default_cpu)
         if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
             check.add(where + ("cpu",), f"must be a positive number of vCPU such as 0.5, got {cpu!r}")
@@ -467,51 +710,79 @@ def _read_containers(node: Any, check: _Check, synoscd: bool, shared_env: tuple[
         if name in names:
             check.add(where + ("name",), f"container name '{name}' is used twice")
         names.add(name or "")
-        env = _read_env(spec.get("env"), where + ("env",), check)
+        env = _read_env(spec.get("env"), where + ("env",), check, declared, synoscd)
         if shared_env:
             env = tuple(shared_env) + tuple(e for e in env or () if e.name not in {s.name for s in shared_env})
         if name and image and cpu and memory:
             containers.append(Container(name, image, float(cpu), memory,
                                         check.strings(spec.get("command"), where + ("command",)),
-                                        check.strings(spec.get("args"), where + ("args",)), env))
-    if containers and len(containers) == len(items):
-        _check_size(containers, check)
+                                        check.strings(spec.get("args"), where + ("args",)), env, extra))
     return tuple(containers)
 
 
-def _check_size(containers: list[Container], check: _Check) -> None:
-    cpu = sum(c.cpu for c in containers)
-    memory = sum(c.memory_gib for c in containers)
+def _check_size(containers: tuple[Container, ...], init_containers: tuple[Container, ...], check: _Check) -> None:
+    """The Consumption profile's CPU/memory pairs, over every container and init container (a Dedicated
+    workload profile's sizes are the environment's, checked when the app is planned)."""
+    everything = (*containers, *init_containers)
+    cpu = sum(c.cpu for c in everything)
+    memory = sum(c.memory_gib for c in everything)
     if sizes.is_allowed(cpu, memory):
         return
     pair = f"{sizes.format_cpu(cpu)} vCPU with {sizes.format_memory(memory)}"
-    if len(containers) == 1:
+    if len(everything) == 1:
         where, who = ("spec", "containers", 0), f"container '{containers[0].name}'"
     else:
-        where, who = ("spec", "containers"), "total over containers " + ", ".join(f"'{c.name}'" for c in containers)
+        where = ("spec", "initContainers") if init_containers else ("spec", "containers")
+        who = "total over containers " + ", ".join(f"'{c.name}'" for c in everything)
     check.add(where, f"{who}: {pair} is not an allowed CPU/memory combination; the app's total must be "
                      f"one of (vCPU/memory, Consumption profile): {sizes.allowed_text()}")
 
 
-def _read_env(node: Any, path: tuple[Any, ...], check: _Check) -> tuple[EnvVar, ...] | None:
+def _read_env(node: Any, path: tuple[Any, ...], check: _Check, declared: frozenset[str],
+              synoscd: bool) -> tuple[EnvVar, ...] | None:
+    """One env list; each `secretRef` must name a secret of `declared`, and a problem with it is reported where the
+    manifest wrote it (`secretRef`, or `valueFrom.secretRef`)."""
     if node is None:
         return None
     env: list[EnvVar] = []
-    for i, item in enumerate(check.sequence(node, path)):
+    items = check.sequence(node, path)
+    if len(items) > MAX_ENV:
+        check.add(path, f"has {len(items)} variables; at most {MAX_ENV} per list (a Driftless limit: ARM sends the "
+                        "whole list in every request and Container Apps documents no larger use)")
+        return ()
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
         where = path + (i,)
         spec = check.mapping(item, where, ("name", "value", "secretRef", "valueFrom"), ("name",))
         name = check.string(spec.get("name"), where + ("name",), ENV_NAME, "letters, digits, '_', '.', '-'")
-        secret_ref = spec.get("secretRef")
+        if name is not None and first.setdefault(name, i) != i:
+            check.add(where + ("name",), f"'{name}' is already set at {format_path(path + (first[name],))}; "
+                                         "Container Apps would keep only the last one, so set it once")
+        secret_ref, secret_path = spec.get("secretRef"), where + ("secretRef",)
         if isinstance(spec.get("valueFrom"), Mapping):
-            secret_ref = spec["valueFrom"].get("secretRef")
+            secret_ref, secret_path = spec["valueFrom"].get("secretRef"), where + ("valueFrom", "secretRef")
         value = spec.get("value")
         if (value is None) == (secret_ref is None):
             check.add(where, "needs exactly one of 'value' or 'secretRef'")
             continue
+        secret_ref = check.string(secret_ref, secret_path)
+        if secret_ref is not None and secret_ref not in declared:
+            check.add(secret_path, f"secret '{secret_ref}' is not declared in spec.secrets"
+                                   + (f" (declared: {', '.join(sorted(declared))})" if declared else "")
+                                   + f"; declare it as a Key Vault reference: {key_vault_reference(synoscd, secret_ref)}")
         if name:
-            env.append(EnvVar(name, None if value is None else str(value),
-                              check.string(secret_ref, where + ("secretRef",))))
+            env.append(EnvVar(name, None if value is None else str(value), secret_ref))
     return tuple(env)
+
+
+def _declared_secrets(node: Any) -> frozenset[str]:
+    """The secret names `spec.secrets` declares (SynosCD's map keys or the list's names), valid or not: a reference
+    to a declared but invalid secret is that secret's problem, not the reference's."""
+    if isinstance(node, Mapping):
+        return frozenset(str(name) for name in node)
+    if isinstance(node, list):
+        return frozenset(item["name"] for item in node if isinstance(item, Mapping) and isinstance(item.get("name"), str))
+    return frozenset()
 
 
 def _read_secrets(node: Any, check: _Check, synoscd: bool) -> tuple[SecretRef, ...] | None:
@@ -519,7 +790,7 @@ def _read_secrets(node: Any, check: _Check, synoscd: bool) -> tuple[SecretRef, .
     if node is None:
         return None
     if synoscd and isinstance(node, Mapping):
-        node = [_synoscd_secret(name, value) for name, value in node.items()]
+        return _read_secret_map(node, check)
     secrets: list[SecretRef] = []
     for i, item in enumerate(check.sequence(node, path)):
         where = path + (i,)
@@ -538,34 +809,40 @@ def _read_secrets(node: Any, check: _Check, synoscd: bool) -> tuple[SecretRef, .
     return tuple(secrets)
 
 
-def _synoscd_secret(name: Any, value: Any) -> dict[str, Any]:
-    """SynosCD's `secrets: {name: value}`: a Key Vault URL or secret resource id is a reference; anything else is plaintext."""
-    if isinstance(value, str):
-        match = KEY_VAULT_SECRET_ID.match(value)
+def _read_secret_map(node: Mapping[Any, Any], check: _Check) -> tuple[SecretRef, ...]:
+    """SynosCD's `secrets: {name: value}`: a Key Vault secret URL or secret resource id is a reference, read with the
+    app's system-assigned identity; anything else is plaintext and refused, never echoed. Problems are reported at
+    the user's key, `spec.secrets.<name>`, with the fix in the same map form."""
+    secrets: list[SecretRef] = []
+    for name, value in node.items():
+        where = ("spec", "secrets", name)
+        if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
+            check.add(where, f"secret name {image_reference.shown(str(name))} is not valid: lowercase letters, digits, "
+                             "'-' and '.', starting and ending with a letter or digit")
+            continue
+        url = value if isinstance(value, str) else None
+        match = KEY_VAULT_SECRET_ID.fullmatch(url or "")
         if match:
-            value = f"https://{match['vault'].lower()}.vault.azure.net/secrets/{match['secret']}"
-        if KEY_VAULT_SECRET_URL.match(value):
-            return {"name": name, "keyVaultUrl": value, "identity": "system"}
-    return {"name": name, "value": "(hidden)"}
+            url = f"https://{match['vault'].lower()}.vault.azure.net/secrets/{match['secret']}"
+        if url and KEY_VAULT_SECRET_URL.fullmatch(url):
+            secrets.append(SecretRef(name, url, "system"))
+        elif isinstance(value, str) and value.strip().lower().startswith(("https://", "/subscriptions/")):
+            check.add(where, f"secret '{name}' is not a Key Vault secret reference: use the secret's URL or its "
+                             "resource id (/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.KeyVault/"
+                             f"vaults/<vault>/secrets/<name>), e.g. {key_vault_reference(True, name)}")
+        else:
+            check.add(where, f"secret '{name}' has a plaintext value, which is never allowed in Git; store the value "
+                             f"in Key Vault and reference it: {key_vault_reference(True, name)}")
+    return tuple(secrets)
 
 
 def _identity_ref(node: Any, path: tuple[Any, ...], check: _Check) -> str | None:
     value = check.string(node, path)
-    if value and value != "system" and not USER_IDENTITY_ID.match(value):
+    if value and value != "system" and not USER_IDENTITY_ID.fullmatch(value):
         check.add(path, f"'{value}' is not valid: use 'system' or a user-assigned identity resource id "
                         "(/subscriptions/.../providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)")
         return None
     return value
-
-
-def _check_secret_refs(containers: tuple[Container, ...], secrets: tuple[SecretRef, ...] | None, check: _Check) -> None:
-    known = {s.name for s in secrets or ()}
-    for i, container in enumerate(containers):
-        for j, env in enumerate(container.env or ()):
-            if env.secret_ref and env.secret_ref not in known:
-                check.add(("spec", "containers", i, "env", j, "secretRef"),
-                          f"secret '{env.secret_ref}' is not declared in spec.secrets"
-                          + (f" (declared: {', '.join(sorted(known))})" if known else ""))
 
 
 def _read_registries(node: Any, check: _Check, secrets: tuple[SecretRef, ...] | None) -> tuple[Registry, ...] | None:
@@ -599,7 +876,7 @@ def _read_identity(node: Any, check: _Check) -> Identity | None:
         return None
     ids = check.strings(spec.get("userAssignedIdentities"), path + ("userAssignedIdentities",)) or ()
     for i, rid in enumerate(ids):
-        if not USER_IDENTITY_ID.match(rid):
+        if not USER_IDENTITY_ID.fullmatch(rid):
             check.add(path + ("userAssignedIdentities", i), f"'{rid}' is not a user-assigned identity resource id")
     if ("UserAssigned" in kind) != bool(ids):
         check.add(path + ("userAssignedIdentities",),
@@ -607,12 +884,18 @@ def _read_identity(node: Any, check: _Check) -> Identity | None:
     return Identity(kind, tuple(ids))
 
 
-def _read_ingress(node: Any, check: _Check, synoscd: bool) -> Ingress | None:
+def _read_ingress(node: Any, check: _Check, synoscd: bool, sections: app_sections.Sections) -> Ingress | None:
+    """`enabled` (Driftless's switch), external, targetPort, transport, `allowedOrigins` (short for
+    corsPolicy.allowedOrigins) and the rest of ARM's ingress (`app_sections.INGRESS_FIELDS`)."""
     path = ("spec", "ingress")
     if node is None:
         return None
-    spec = check.mapping(node, path, ("enabled", "external", "targetPort", "transport", "allowedOrigins"))
+    spec = check.mapping(node, path, ("enabled", "external", "targetPort", "transport", "allowedOrigins",
+                                      *app_sections.INGRESS_FIELDS))
     enabled = check.boolean(spec.get("enabled"), path + ("enabled",), not synoscd)
+    if spec.get("allowedOrigins") is not None and spec.get("corsPolicy") is not None:
+        check.add(path + ("allowedOrigins",), "set corsPolicy.allowedOrigins instead when corsPolicy is given")
+    sections.read_ingress(spec, enabled=enabled, transport=str(spec.get("transport", "auto")).lower())
     if not enabled:
         return Ingress(enabled=False)
     port = check.integer(spec.get("targetPort", 80 if synoscd else None), path + ("targetPort",), 1, 65535)
@@ -625,11 +908,12 @@ def _read_ingress(node: Any, check: _Check, synoscd: bool) -> Ingress | None:
                    check.strings(spec.get("allowedOrigins"), path + ("allowedOrigins",)))
 
 
-def _read_scale(node: Any, check: _Check) -> Scale | None:
+def _read_scale(node: Any, check: _Check, sections: app_sections.Sections) -> Scale | None:
     path = ("spec", "scale")
     if node is None:
         return None
-    spec = check.mapping(node, path, ("minReplicas", "maxReplicas"))
+    spec = check.mapping(node, path, ("minReplicas", "maxReplicas", *app_sections.SCALE_FIELDS))
+    sections.read_scale(spec)
     low = check.integer(spec.get("minReplicas", 0), path + ("minReplicas",), 0, 1000)
     high = check.integer(spec.get("maxReplicas", 10), path + ("maxReplicas",), 1, 1000)
     if low is not None and high is not None and low > high:
@@ -644,6 +928,7 @@ def load_targets(files: Mapping[str, bytes], *, default_subscription: str | None
     for file in sorted(files):
         documents, syntax = parse_documents(file, files[file])
         problems += syntax
+        refused = refused_documents(syntax)
         pending: list[tuple[int, tuple[Any, ...], str]] = []
         for index, document in enumerate(documents, start=1):
             if document is None:
@@ -651,7 +936,7 @@ def load_targets(files: Mapping[str, bytes], *, default_subscription: str | None
             check = _Check(file, index)
             target = _read_target(document, check, default_subscription)
             pending += [(index, path, message) for path, message in check.problems]
-            if target and not check.problems:
+            if target and not check.problems and index not in refused:
                 targets.append(target)
         if pending:
             problems += locate(files[file], pending, file, {})
@@ -746,3 +1031,7 @@ def _read_flux_assist(node: Any, check: _Check) -> tuple[FluxRef, ...]:
 def names_in_problems(problems: Iterable[Problem]) -> set[str]:
     """App names that failed validation (where the name could be read)."""
     return {p.app for p in problems if p.app}
+
+
+APP_READERS: Mapping[str, Reader] = {"App": _read_app}
+"""The App reader alone (what `load_apps` uses)."""

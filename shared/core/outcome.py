@@ -48,15 +48,24 @@ class PassResult:
     def ok(self) -> bool:
         return not self.error and not self.problems and all(o.ok for o in self.outcomes)
 
+    @property
+    def unreadable_files(self) -> list[str]:
+        """Files with a problem that names no app (a YAML syntax error, not a manifest, a missing path):
+        nothing in them was applied, and no app outcome says so."""
+        return sorted({p["file"] for p in self.problems if not p.get("app")})
+
     def summary(self) -> dict[str, int]:
+        """Outcomes per action, plus `unhealthy`; `failed` also counts each unreadable file."""
         counts = {action: 0 for action in ACTIONS}
         for outcome in self.outcomes:
             counts[outcome.action] += 1
+        counts["failed"] += len(self.unreadable_files)
         counts["unhealthy"] = sum(1 for o in self.outcomes if o.healthy is False)
         return counts
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["summary"] = self.summary()
+        data["unreadable_files"] = self.unreadable_files
         data["ok"] = self.ok
         return data

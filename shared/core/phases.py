@@ -23,8 +23,12 @@ _SHA = r"(?:[0-9a-f]{40}|[0-9a-f]{64})"
 _REVISION = re.compile(rf"^(?:(?P<ref>.+?)[@/])?(?:sha1:|sha256:)?(?P<sha>{_SHA})$")
 _MESSAGE_REVISION = re.compile(rf"(?:revision|Revision)[:\s]+(?:[^\s'\"]*?[@/])?(?:sha1:|sha256:)?({_SHA})\b")
 _RESOURCE = re.compile(r"\b([A-Z][A-Za-z0-9]+)/([a-z0-9][a-z0-9.-]*)(?:/([a-z0-9][a-z0-9.-]*))?")
-_REVISION_KEYS = ("revision", "kustomize.toolkit.fluxcd.io/revision", "source.toolkit.fluxcd.io/revision",
-                  "helm.toolkit.fluxcd.io/revision", "originRevision", "source.toolkit.fluxcd.io/originRevision")
+_REVISION_KEYS = ("commit", "originRevision", "revision")
+"""Flux's Event.GetRevision() order (fluxcd/pkg apis/event): the Git `commit`, then the source's
+`originRevision` (the commit an OCI artifact or Helm chart was built from), then the artifact `revision`
+(for an OCIRepository a digest, not a commit). notification-controller strips the `<group>/` prefix of
+the keys; older controllers sent them prefixed (`kustomize.toolkit.fluxcd.io/revision`): each key is read
+bare first, then with any prefix."""
 
 FLUX_SUCCEEDED = {"ReconciliationSucceeded", "Succeeded", "InstallSucceeded", "UpgradeSucceeded",
                   "TestSucceeded", "RollbackSucceeded"}
@@ -105,10 +109,7 @@ def parse_flux(body: Mapping[str, Any]) -> PhaseEvent:
     kind, name, namespace = _text(obj.get("kind")), _text(obj.get("name")), _text(obj.get("namespace"))
     reason, message = _text(body.get("reason")), _text(body.get("message"))
     severity = _text(body.get("severity")).lower()
-    commit = next((sha for key in _REVISION_KEYS if (sha := parse_revision(metadata.get(key)))), None)
-    if commit is None:
-        commit = next((sha for key, value in metadata.items()
-                       if str(key).endswith("/revision") and (sha := parse_revision(value))), None)
+    commit = _flux_commit(metadata)
     if commit is None:
         match = _MESSAGE_REVISION.search(message)
         commit = match.group(1) if match else None
@@ -117,6 +118,17 @@ def parse_flux(body: Mapping[str, Any]) -> PhaseEvent:
     return PhaseEvent("flux", commit, f"flux/{namespace}/{kind}/{name}".replace("//", "/"), kind, name, state,
                       finished, reason, message, resources_in(message), config,
                       "Health" if "health" in reason.lower() else "Sync")
+
+
+def _flux_commit(metadata: Mapping[str, Any]) -> str | None:
+    """The commit of a Flux event's metadata in GetRevision() order; a key whose value is no commit (a chart
+    version, an OCI digest of a non-Git artifact) is passed over for the next."""
+    for key in _REVISION_KEYS:
+        values = [metadata.get(key)] + [v for k, v in metadata.items() if str(k).endswith("/" + key)]
+        sha = next((sha for value in values if (sha := parse_revision(value))), None)
+        if sha:
+            return sha
+    return None
 
 
 def _flux_state(kind: str, reason: str, severity: str, message: str) -> tuple[str, bool]:
@@ -153,6 +165,21 @@ def parse_argo(body: Mapping[str, Any]) -> PhaseEvent:
     return PhaseEvent("argocd", parse_revision(body.get("commitid")), f"argocd/{app}", "Application", app, state,
                       finished and state in (SUCCESS, FAILURE), reason, message, unhealthy,
                       _text(body.get("config")) or "default", "Health" if health else "Sync")
+
+
+_CONNECTOR_FIELDS = ('"commitid"', '"sync_status"', '"operationState')
+
+
+def template_hint(body: bytes) -> str | None:
+    """For a body that is not valid JSON and looks like the gitops-connector style Argo CD template (a value
+    pasted between quotes unescaped, so a quote or newline in the sync message broke the JSON): the fix."""
+    text = body[:65536].decode("utf-8", "replace")
+    if not any(field in text for field in _CONNECTOR_FIELDS):
+        return None
+    return ("an Argo CD notification template pasted a value into the JSON unescaped (a quote, newline or "
+            "backslash in the sync message breaks it): write \"message\": {{toJson .app.status.operationState."
+            "message}} instead of \"message\": \"{{.app.status.operationState.message}}\" (toJson escapes "
+            "the value; see examples/argocd/argocd-notifications-cm.yaml)")
 
 
 def parse_event(body: Mapping[str, Any]) -> PhaseEvent:

@@ -6,7 +6,10 @@ Safety rules live here, in one place:
   Target sets `prune`, never protected ones, never on a degraded pass, and never all owned
   apps (or more than half) unless the Target sets `allowEmpty`;
 - an app of the same name owned by another Target or instance, or living in another
-  environment, is refused rather than taken over.
+  environment, is refused rather than taken over;
+- an app whose operation still runs (provisioningState InProgress / Deleting, e.g. after an
+  apply that timed out) is waited for, never written: ACA would refuse the write (409), and the
+  next pass looks again.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from shared.core.container_app import (
     environment_of,
     health,
     live_view,
+    operation_in_progress,
     spec_hash,
 )
 from shared.core.diff import Change, diff
@@ -99,7 +103,8 @@ def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: l
     owned = {r["name"]: r for r in live_by_name.values()
              if is_owned(r, target, instance) and environment_of(r).lower() == env_id}
     prune_steps, prune = plan_prune(target, owned, {a.name for a in apps} | invalid, degraded, len(problems))
-    steps += prune_steps
+    steps += [_wait_for(s.live, s) if s.kind == "delete" and operation_in_progress(s.live) else s
+              for s in prune_steps]
     if only is not None:
         steps = [s for s in steps if s.app == only]
     return Plan(steps, degraded, prune)
@@ -123,6 +128,8 @@ def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instanc
     owner = foreign_owner(tags, ((TAG_OWNER, instance), (TAG_TARGET, target.name)), said="owned by")
     if owner:
         return Step(app.name, "failed", f"{owner}; refusing to take it over", desired=app, live=resource)
+    if operation_in_progress(resource):
+        return _wait_for(resource, Step(app.name, "skipped", desired=app))
     wanted = desired_view(app)
     changes = diff(wanted, live_view(resource, wanted), "")
     for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
@@ -135,8 +142,20 @@ def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instanc
     if changes:
         return Step(app.name, "update", "drifted: " + ", ".join(c.path for c in changes), changes, app, resource, state)
     if not state.healthy:
+        if ("properties", "template", "revisionSuffix") in app.sections:
+            return Step(app.name, "unchanged", f"unhealthy: {state.reason}; not re-applied because Git sets "
+                                               "revisionSuffix (change it in Git to roll a new revision)",
+                        [], app, resource, state)
         return Step(app.name, "reapply", f"unhealthy: {state.reason}", [], app, resource, state)
     return Step(app.name, "unchanged", "in sync", [], app, resource, state)
+
+
+def _wait_for(resource: dict[str, Any], step: Step) -> Step:
+    """`step` turned into a wait: nothing is written while the app's operation runs, and it is not healthy."""
+    why = operation_in_progress(resource)
+    latest = (resource.get("properties") or {}).get("latestRevisionName")
+    step.kind, step.reason, step.live, step.health = "skipped", why, resource, Health(False, why, latest)
+    return step
 
 
 def plan_prune(target: Target, owned: Mapping[str, Any], in_git: set[str], degraded: bool, problem_count: int,

@@ -48,3 +48,33 @@ def is_allowed(cpu: float, memory_gib: float) -> bool:
 def allowed_text() -> str:
     """The allowed pairs as one line, for error messages."""
     return ", ".join(f"{format_cpu(c)}/{format_memory(m)}" for c, m in CONSUMPTION_SIZES)
+
+
+DEDICATED_SIZES: dict[str, tuple[float, float]] = {
+    "D4": (4, 16), "D8": (8, 32), "D16": (16, 64), "D32": (32, 128),
+    "E4": (4, 32), "E8": (8, 64), "E16": (16, 128), "E32": (32, 256),
+    "NC24-A100": (24, 220), "NC48-A100": (48, 440), "NC96-A100": (96, 880),
+}
+"""(vCPU, GiB) of one node of each Dedicated workload profile type: an app's replica must fit on one node."""
+
+
+def workload_profile_problem(cpu: float, memory_gib: float, profile: str,
+                             profiles: dict[str, str]) -> str:
+    """Why an app total of (cpu, memory) cannot run on workload profile `profile` of an environment whose
+    profiles are `profiles` (name -> workloadProfileType); "" when it can."""
+    kind = next((k for name, k in profiles.items() if name.lower() == profile.lower()), None)
+    if kind is None:
+        return (f"workload profile '{profile}' is not in the environment (it has: "
+                f"{', '.join(sorted(profiles)) or 'no workload profiles'})")
+    if kind.lower() == "consumption":
+        if is_allowed(cpu, memory_gib):
+            return ""
+        return (f"{format_cpu(cpu)} vCPU with {format_memory(memory_gib)} is not an allowed combination on the "
+                f"Consumption profile '{profile}': {allowed_text()}")
+    size = DEDICATED_SIZES.get(kind.upper())
+    if size is None:
+        return ""                                   # a type this table does not know: ARM decides
+    if cpu > size[0] or memory_gib > size[1]:
+        return (f"{format_cpu(cpu)} vCPU with {format_memory(memory_gib)} does not fit one node of profile "
+                f"'{profile}' ({kind}: {format_cpu(size[0])} vCPU, {format_memory(size[1])})")
+    return ""

@@ -43,13 +43,15 @@ ANNOTATION_SPEC_HASH = "driftless.io/spec-hash"
 FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 SERVER_METADATA = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-PRUNE_KINDS = (("v1", "ConfigMap"), ("v1", "Namespace"), ("v1", "PersistentVolumeClaim"), ("v1", "Secret"),
-               ("v1", "Service"), ("v1", "ServiceAccount"), ("apps/v1", "DaemonSet"), ("apps/v1", "Deployment"),
+PRUNE_KINDS = (("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim"), ("v1", "Secret"), ("v1", "Service"),
+               ("v1", "ServiceAccount"), ("apps/v1", "DaemonSet"), ("apps/v1", "Deployment"),
                ("apps/v1", "StatefulSet"), ("batch/v1", "CronJob"), ("batch/v1", "Job"),
-               ("networking.k8s.io/v1", "Ingress"), ("rbac.authorization.k8s.io/v1", "Role"),
-               ("rbac.authorization.k8s.io/v1", "RoleBinding"))
+               ("networking.k8s.io/v1", "Ingress"))
 """Kinds prune always looks at (with the label selector), besides every kind in Git: so removing the last
-object of a common kind from Git still finds it. A custom kind is found only while Git holds one of it."""
+object of a common kind from Git still finds it. Only kinds the role Driftless's Bicep grants (Azure Kubernetes
+Service RBAC Writer) may list *and* delete: not Namespaces (read-only for it), Roles or RoleBindings (no access).
+Any other kind, custom kinds included, is looked at only while Git holds one of it; if the cluster refuses to
+list it (403), that kind gets one failed outcome naming the missing permission and the rest of the pass goes on."""
 
 
 @dataclass
@@ -164,9 +166,18 @@ class AksEngine:
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="aks-plan") as pool:
             steps: list[Step] = list(pool.map(lambda o: self._plan_object(api, o, suspended), chosen))
         steps += invalid_steps(problems, {o.key for o in desired}, make=KubeStep)
-        owned = {}
+        owned: dict[str, dict[str, Any]] = {}
         for api_version, kind in sorted({(o.api_version, o.kind) for o in desired} | set(PRUNE_KINDS)):
-            for live in api.owned(api_version, kind, self.labels):
+            try:
+                found = api.owned(api_version, kind, self.labels)
+            except KubeError as exc:
+                if exc.code != 403:
+                    raise
+                if only is None:
+                    steps.append(KubeStep(f"{kind}/*", "failed", f"prune cannot list {kind} objects, so none of "
+                                          f"them is pruned or reported as an orphan: {refusal(exc)}"))
+                continue
+            for live in found:
                 meta = live["metadata"]
                 owned[key_of(kind, meta.get("namespace"), meta["name"])] = live
         in_git = {o.key for o in desired} | names_in_problems(problems)
@@ -196,7 +207,7 @@ class AksEngine:
                     raise
                 dry, conflict = api.apply(body, force=True, dry_run=True), exc.message
         except KubeError as exc:
-            return KubeStep(obj.key, "failed", f"refused by the API server: {exc.message}", obj=obj)
+            return KubeStep(obj.key, "failed", f"refused by the API server: {refusal(exc)}", obj=obj)
         shape = strip_server_fields(body)
         changes = diff(_project(strip_server_fields(dry), shape), _project(strip_server_fields(live), shape))
         state = health(live)
@@ -274,7 +285,8 @@ class AksEngine:
                                   healthy=state.healthy, health_reason=state.reason)
         except KubeError as exc:
             hint = "; set force: true on the Target to take these fields over" if exc.code == 409 else ""
-            outcome = Outcome(step.app, "failed", f"{step.kind} failed: {exc.message}{hint}"[:1000], changes, revision)
+            outcome = Outcome(step.app, "failed", f"{step.kind} failed: {refusal(exc)}{hint}"[:1000], changes,
+                              revision)
         except Exception as exc:  # one object's surprise must not stop the pass
             outcome = failed(step, revision, exc)
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
@@ -295,5 +307,17 @@ def request_flux_reconcile(api: Api, refs: Iterable[FluxRef], revision: str | No
             outcomes.append(Outcome(key, "updated", f"Flux reconcile requested ({FLUX_REQUESTED_AT}={now})",
                                     revision=revision))
         except KubeError as exc:
-            outcomes.append(Outcome(key, "failed", f"Flux reconcile request failed: {exc.message}", revision=revision))
+            outcomes.append(Outcome(key, "failed", f"Flux reconcile request failed: {refusal(exc)}",
+                                    revision=revision))
     return outcomes
+
+
+def refusal(exc: KubeError) -> str:
+    """The API server's message; for a 403, which Azure RBAC data action Driftless's identity lacks and where the
+    docs say how to grant more."""
+    if exc.code != 403:
+        return exc.message
+    missing = f"the Azure RBAC data action {exc.permission}" if exc.permission else "a permission"
+    return (f"{exc.message} (Driftless's identity lacks {missing} on this cluster; the role Driftless's Bicep "
+            "grants, Azure Kubernetes Service RBAC Writer, manages no Namespaces, Roles, RoleBindings, CRDs or custom "
+            "resources: to manage them, grant a custom role or RBAC Cluster Admin, see docs/aks.md)")

@@ -4,7 +4,9 @@ plan = the live list of the Target's resource group (one paged GET) compared wit
 `shared.core.plan.make_plan`; reconcile = that plan applied with bounded concurrency through
 `shared.adapters.container_apps`. Anything that goes wrong with one app becomes that app's
 `failed` outcome and never stops the others; listing the live apps failing raises (the caller
-retries the whole pass).
+retries the whole pass). An app whose operation still runs is never written: planning leaves it
+`skipped` (unhealthy, with the reason), and a write ARM refuses with 409 because an operation
+started after the plan is reported the same way, not as a failure.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping
 
 from shared.adapters import telemetry
-from shared.adapters.container_apps import ApplyFailed, ContainerApps, for_subscription
+from shared.adapters.container_apps import ApplyFailed, ContainerApps, OperationInProgress, for_subscription
 from shared.config.settings import Settings
-from shared.core import container_app
+from shared.core import container_app, sizes
 from shared.core.image_policy import APP_CONTAINERS, Followed, followed
-from shared.core.manifests import App, FileCache, Problem, Target, load_apps
+from shared.core.aca_kinds import ACA_READERS
+from shared.core.manifests import App, FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step, make_plan
 from shared.engines.engine import (
@@ -35,7 +38,8 @@ from shared.engines.engine import (
 class ContainerAppsEngine:
     """Plans and reconciles one Target of kind `aca`."""
 
-    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None):
+    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store=None):
+        """`store` (the status store) is not used: apps carry their ownership in tags."""
         self.settings, self.target = settings, target
         self.files = files or FileCache()
         self._location: str | None = None
@@ -46,20 +50,27 @@ class ContainerAppsEngine:
         return for_subscription(self.settings, self.target.subscription_id)
 
     def load(self, files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
-        return load_apps(files, self.files)
+        return load_objects(files, ACA_READERS, self.files)
 
     def plan(self, revision: str, desired: list[App], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
         live = self.aca.list_apps(self.target.resource_group)
-        return make_plan(target=self.target, instance=self.settings.instance, apps=desired, problems=problems,
+        plan = make_plan(target=self.target, instance=self.settings.instance, apps=desired, problems=problems,
                          live=live, suspended=suspended, only=only, backoff=backoff)
+        self._check_workload_profiles(plan)
+        return plan
 
     def reconcile(self, revision: str, desired: list[App], problems: list[Problem], *, dry_run: bool = False,
                   only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
                   progress: Progress | None = None) -> PassResult:
+        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
+        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
+
+    def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
+              progress: Progress | None = None) -> PassResult:
+        """Apply a plan made by `plan` (bounded concurrency; one app's failure never stops the others)."""
         started = time.monotonic()
         result = new_result(self.target, revision, dry_run)
-        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
         result.degraded, result.prune = plan.degraded, plan.prune
         result.problems = [p.to_dict() for p in problems]
         total = len(plan.steps)
@@ -112,6 +123,10 @@ class ContainerAppsEngine:
                 suffix = f"r{int(time.time() * 1000) % 10**10}" if step.kind == "reapply" else None
                 live = aca.update(rg, step.app, container_app.update_patch(
                     step.desired, step.live, tags=tags, revision_suffix=suffix))
+        except OperationInProgress as exc:  # someone else's operation started after the plan: wait for it
+            return Outcome(step.app, "skipped", f"operation in progress ({exc}); left alone, the next pass looks "
+                                                "again", diff, revision, healthy=False,
+                           health_reason="operation in progress")
         except ApplyFailed as exc:
             return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
         except Exception as exc:  # one app's surprise must not stop the pass
@@ -127,5 +142,27 @@ class ContainerAppsEngine:
     def _environment_location(self) -> str:
         with self._lock:
             if self._location is None:
-                self._location = self.aca.environment_location(self.target.environment_id)
+                self._location = self._environment()["location"]
             return self._location
+
+    def _environment(self) -> dict:
+        return self.aca.environment(self.target.environment_id)
+
+    def _check_workload_profiles(self, plan: Plan) -> None:
+        """Writes of apps on a workload profile the environment lacks, or that their total does not fit, fail
+        (the environment's profiles are read once per pass, and only when an app names one)."""
+        profiled = [s for s in plan.steps if s.writes and s.desired is not None
+                    and s.desired.sections.get(("properties", "workloadProfileName"))]
+        if not profiled:
+            return
+        environment = self._environment()
+        props = environment.get("properties") or environment
+        profiles = {p.get("name"): p.get("workloadProfileType") or ""
+                    for p in props.get("workloadProfiles") or [] if isinstance(p, dict)}
+        for step in profiled:
+            app = step.desired
+            everything = (*app.containers, *(app.init_containers or ()))
+            why = sizes.workload_profile_problem(sum(c.cpu for c in everything), sum(c.memory_gib for c in everything),
+                                                 app.sections[("properties", "workloadProfileName")], profiles)
+            if why:
+                step.kind, step.reason = "failed", f"not applied: {why}"

@@ -45,7 +45,8 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[..., Engine]
-"""`factory(settings, target, files=FileCache)`: builds the engine of one Target."""
+"""`factory(settings, target, files=FileCache[, store=Store | None])`: builds the engine of one Target (or of one kind
+of object of a Target; those also take the status store, for ownership kept as an inventory)."""
 
 
 def new_result(target: Target, revision: str, dry_run: bool) -> PassResult:

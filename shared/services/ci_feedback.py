@@ -23,17 +23,31 @@ from shared.core.feedback_config import (
     load_configs,
 )
 from shared.core.jobs import now_iso
-from shared.core.phases import PhaseEvent, parse_event
+from shared.core.phases import PhaseEvent, parse_event, template_hint
 from shared.core.queues import PHASE_QUEUE
-from shared.core.reply import Reply
+from shared.core.reply import Reply, shown
+from shared.core.webhook import load_json
 from shared.services.ci_sinks import Forwarder
 from shared.services.context import Context
 
 log = logging.getLogger("driftless.callbacks")
 
 MAX_BODY = 1024 * 1024
+MAX_CONTEXT = 600
+"""Longest operator object (`flux/<namespace>/<kind>/<name>`, `argocd/<app>`) accepted; Kubernetes names fit."""
+QUEUED_MESSAGE, QUEUED_RESOURCES = 4000, 50
+"""What of an event's free text is queued and forwarded: a Storage queue message holds at most 64 KiB."""
+MAX_QUEUED = 45_000
+"""Largest queued envelope (JSON bytes); base64 makes it 60 KB, under the queue's 64 KiB."""
 MAX_ATTEMPTS = 6
 ABANDONED_WITHIN_HOURS = 72
+
+
+def _queued(event: PhaseEvent) -> dict[str, Any]:
+    """The event as queued for the forwarder: parsed once at intake, free text cut to fit a queue message."""
+    cut = {"message": event.message[:QUEUED_MESSAGE], "reason": event.reason[:300],
+           "resources": [r[:300] for r in event.resources[:QUEUED_RESOURCES]]}
+    return {**event.to_dict(), **cut}
 
 
 def _digest(text: str) -> str:
@@ -73,24 +87,28 @@ class Callbacks:
         if not authorized:
             return Reply(401, {"error": "a valid X-Signature (generic-hmac) or phase key (?code= / x-functions-key) is required"})
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            return Reply(400, {"error": f"body is not a JSON object: {exc}"})
+            data = load_json(body)
+        except ValueError as exc:
+            hint = template_hint(body)
+            return Reply(400, {"error": f"{exc}; {hint}" if hint else str(exc)})
         event = parse_event(data)
         if not event.commit:
-            return Reply(202, {"ignored": "no commit revision in the event", "context": event.context})
+            return Reply(202, {"ignored": "no commit revision in the event", "context": event.context[:200]})
         try:
             configs = self.configs
         except FeedbackConfigError as exc:
             log.error("phase event not forwarded: %s", exc)
-            return Reply(500, {"error": "DRIFTLESS_FEEDBACK is invalid; see the logs"})
+            return Reply(503, {"error": "DRIFTLESS_FEEDBACK is invalid (a misconfiguration); see the logs"})
         if event.config not in configs:
-            return Reply(202, {"ignored": f"no feedback config named {event.config!r}"})
-        envelope = {"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(), "event": data}
+            return Reply(202, {"ignored": f"no feedback config named {shown(event.config)}"})
+        if len(event.context) > MAX_CONTEXT:
+            return Reply(400, {"error": f"the event's object (kind, namespace, name or app) is longer than "
+                                        f"{MAX_CONTEXT} characters: {shown(event.context)}"})
+        envelope = {"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(), "event": {"phase": _queued(event)}}
+        if len(json.dumps(envelope).encode()) > MAX_QUEUED:
+            return Reply(413, {"error": "the event is too large to queue, even with its message cut"})
         self._enqueue(envelope)
-        return Reply(202, {"accepted": envelope["id"], "context": event.context, "commit": event.commit,
+        return Reply(202, {"accepted": envelope["id"], "context": event.context[:200], "commit": event.commit,
                            "state": event.state, "finished": event.finished})
 
     def _authorized(self, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> bool:
@@ -111,7 +129,8 @@ class Callbacks:
         try:
             envelope = json.loads(body)
             data = envelope["event"]
-            event = PhaseEvent(**data["driftless"]) if "driftless" in data else parse_event(data)
+            parsed = data.get("phase") or data.get("driftless")     # parsed at intake / Driftless's own
+            event = PhaseEvent(**parsed) if parsed else parse_event(data)   # else: queued by an older version
         except (ValueError, KeyError, TypeError) as exc:
             return self.context.park(PHASE_QUEUE, body, f"not a phase event: {exc}")
         config = self.configs.get(event.config)

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from shared.adapters import github
 from shared.adapters.azure_devops import AzureDevOps, AzureDevOpsError
@@ -24,6 +24,8 @@ from shared.core.feedback_config import (
 from shared.core.phases import PhaseEvent
 
 TIMEOUT = 10
+PR_PAGE, PR_PAGES = 100, 10
+"""Abandoned pull requests are listed 100 at a time (`$top`), at most 10 pages per timer run."""
 
 
 class Forwarder:
@@ -105,21 +107,28 @@ class Forwarder:
         return f"PR {number}: task {task.get('taskid')} completed as {result}"
 
     def abandoned_prs(self, within_hours: float) -> list[int]:
-        """Numbers of PRs in the pipelines repository abandoned within the last `within_hours`."""
+        """Numbers of PRs in the pipelines repository abandoned within the last `within_hours`: asked for by
+        closing time and read page by page (`$top`/`$skip`, at most `PR_PAGES` pages of `PR_PAGE`)."""
         from datetime import datetime, timedelta, timezone
 
         org, project, pr_repo = self.config.pipelines
-        listing = self._azdo("GET", f"{org}/{quote(project)}/_apis/git/repositories/{quote(pr_repo)}/pullrequests"
-                                    f"?searchCriteria.status=abandoned&$top=100&api-version=7.1")
         since = datetime.now(timezone.utc) - timedelta(hours=within_hours)
+        query = urlencode({"searchCriteria.status": "abandoned", "searchCriteria.queryTimeRangeType": "closed",
+                           "searchCriteria.minTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "$top": PR_PAGE,
+                           "api-version": "7.1"})
+        url = f"{org}/{quote(project)}/_apis/git/repositories/{quote(pr_repo)}/pullrequests?{query}"
         numbers = []
-        for pr in listing.get("value", []):
-            try:
-                closed = datetime.fromisoformat(str(pr.get("closedDate", "")).replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if closed >= since:
-                numbers.append(int(pr["pullRequestId"]))
+        for page in range(PR_PAGES):
+            listing = self._azdo("GET", f"{url}&$skip={page * PR_PAGE}").get("value", [])
+            for pr in listing:
+                try:
+                    closed = datetime.fromisoformat(str(pr.get("closedDate", "")).replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                if closed >= since:
+                    numbers.append(int(pr["pullRequestId"]))
+            if len(listing) < PR_PAGE:
+                break
         return numbers
 
     def subscriber(self, event: PhaseEvent, name: str) -> None:

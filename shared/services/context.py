@@ -52,14 +52,19 @@ class Context:
         return "parked"
 
     def once_per_delivery(self, delivery: str | None, enqueue: Callable[[], Reply]) -> Reply:
-        """Run `enqueue` once per GitHub delivery id: a repeat answers 200 duplicate; when enqueueing fails the
-        claim is released (GitHub's redelivery is then accepted) and the answer is 503."""
+        """Run `enqueue` once per GitHub delivery id: a repeat answers 200 duplicate. When enqueueing fails the
+        claim is released (GitHub's redelivery is then accepted) and the error propagates: `wiring.answer`
+        turns an outage into a 503 with a reason."""
         if delivery and not self.store.claim_delivery(delivery):
             return Reply(200, {"duplicate": delivery})
         try:
             return enqueue()
         except Exception as exc:
-            if delivery:
-                self.store.release_delivery(delivery)
             log.error("event %s not enqueued: %s: %s", delivery, type(exc).__name__, exc)
-            return Reply(503, {"error": "could not enqueue; GitHub may redeliver"})
+            if delivery:
+                try:
+                    self.store.release_delivery(delivery)
+                except Exception as release_error:  # storage down too: the claim expires on its own
+                    log.error("the claim of delivery %s could not be released (%s); a redelivery within its "
+                              "expiry is answered as a duplicate", delivery, type(release_error).__name__)
+            raise

@@ -11,31 +11,35 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters import telemetry
 from shared.core.feedback_config import load_configs
 from shared.core.jobs import BadJob, Job, new_job, now_iso, parse_job
-from shared.core.manifests import APP_NAME
+from shared.core.manifests import APP_NAME, Target
 from shared.core.phases import PhaseEvent, pass_finished, pass_started
 from shared.core.queues import PHASE_QUEUE, RECONCILE_QUEUE
-from shared.core.reply import Reply
-from shared.core.webhook import Push, load_json, touched
+from shared.core.reply import Reply, shown
+from shared.core.webhook import MAX_BODY, Push, load_json, touched
 from shared.services.context import Context
 
+if TYPE_CHECKING:
+    from shared.adapters.status_store import Store
+
 log = logging.getLogger("driftless.pipeline")
-
-LEASE_TTL = timedelta(minutes=10)
-"""As long as host.json's functionTimeout: a crashed worker's lease frees itself by then."""
-
 
 class Pipeline:
     """Producers and the worker of the `reconcile-jobs` queue."""
 
     lease_retry_seconds = 10
     """A job whose Target is busy comes back after this long (a new message, never a sleep); tests shorten it."""
+    lease_seconds = 60.0
+    """How long a Target's lease lasts unless renewed: a worker that dies mid-pass frees its Target within this."""
+    heartbeat_seconds = 20.0
+    """How often a running pass renews its lease (three times per lease: two renewals may fail in a row)."""
 
     def __init__(self, context: Context):
         self.context = context
@@ -71,6 +75,8 @@ class Pipeline:
 
     def request_reconcile(self, body: bytes) -> Reply:
         """`POST /api/reconcile` with {"target": ...} and/or {"app": ...}; no body means every Target."""
+        if len(body) > MAX_BODY:
+            return Reply(413, {"error": f"body larger than {MAX_BODY} bytes"})
         try:
             request = load_json(body) if body.strip() else {}
         except ValueError as exc:
@@ -78,18 +84,16 @@ class Pipeline:
         unknown = set(request) - {"target", "app"}
         if unknown or any(not isinstance(v, str) for v in request.values()):
             return Reply(400, {"error": "body may hold only 'target' and 'app', both strings"})
-        reconciler = self.context.reconciler
-        revision, targets = reconciler.targets_at_head()
+        revision, targets = self.context.reconciler.targets_at_head()
         if request.get("target"):
             targets = [t for t in targets if t.name == request["target"]]
             if not targets:
-                return Reply(404, {"error": f"no Target named {request['target']!r}"})
+                return Reply(404, {"error": f"no Target named {shown(request['target'])}"})
         app = request.get("app")
         if app:
-            targets = [t for t in targets if any(app in (a.name, getattr(a, "key", None))
-                                                 for a in reconciler.desired(t, revision)[0])]
+            targets = self._declaring(app, revision, targets)
             if not targets:
-                return Reply(404, {"error": f"no Target declares an app named {app!r} at {revision[:12]}"})
+                return Reply(404, {"error": f"no Target declares an app named {shown(app)} at {revision[:12]}"})
         jobs = [new_job(t.name, "manual", revision=revision, app=app) for t in targets]
         for job in jobs:
             self.enqueue(job)
@@ -100,25 +104,37 @@ class Pipeline:
         return self.store.status(target)
 
     def suspend(self, app: str) -> Reply:
-        """Suspend a Container App (by name) or a Kubernetes object (`Kind/namespace/name`) at runtime."""
+        """Suspend a Container App (by name) or a Kubernetes object (`Kind/namespace/name`) at runtime; 404 when
+        no Target declares it at the branch head (a suspension would change nothing)."""
         if not _suspendable(app):
-            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
+            return Reply(400, {"error": f"{shown(app)} is neither a Container App name nor Kind/namespace/name"})
+        revision, targets = self.context.reconciler.targets_at_head()
+        if not self._declaring(app, revision, targets):
+            return Reply(404, {"error": f"no Target declares an app named {shown(app)} at {revision[:12]}"})
         self.store.suspend(app)
         return Reply(200, {"app": app, "suspended": True})
 
     def resume(self, app: str) -> Reply:
-        """Lift a runtime suspension and reconcile the app's Targets right away."""
+        """Lift a runtime suspension and reconcile the Targets that declare the app at the branch head. An app no
+        Target declares: its leftover suspension is lifted (200, no job), and without one the answer is 404."""
         if not _suspendable(app):
-            return Reply(400, {"error": f"{app!r} is neither a Container App name nor Kind/namespace/name"})
+            return Reply(400, {"error": f"{shown(app)} is neither a Container App name nor Kind/namespace/name"})
+        revision, targets = self.context.reconciler.targets_at_head()
+        declaring = self._declaring(app, revision, targets)
         was = self.store.resume(app)
-        names = self.store.targets_of_app(app)
-        if not names:
-            names = [t.name for t in self.context.reconciler.targets_at_head()[1]]
-        jobs = [new_job(name, "manual", app=app) for name in names]
+        if not declaring and not was:
+            return Reply(404, {"error": f"no Target declares an app named {shown(app)} at {revision[:12]}"})
+        jobs = [new_job(t.name, "manual", revision=revision, app=app) for t in declaring]
         for job in jobs:
             self.enqueue(job)
         return Reply(202 if jobs else 200, {"app": app, "suspended": False, "wasSuspended": was,
                                             "jobs": [{"id": j.id, "target": j.target} for j in jobs]})
+
+    def _declaring(self, app: str, revision: str, targets: list[Target]) -> list[Target]:
+        """The `targets` whose valid manifests at `revision` declare `app` (an App name or Kind/namespace/name)."""
+        reconciler = self.context.reconciler
+        return [t for t in targets if any(app in (a.name, getattr(a, "key", None))
+                                          for a in reconciler.desired(t, revision)[0])]
 
     # --- the worker ----------------------------------------------------------------------
     def run_job(self, body: bytes, *, dequeue_count: int = 1) -> str:
@@ -149,17 +165,20 @@ class Pipeline:
             log.info("job %s superseded: a pass that started at %s already read a newer head", job.id, last,
                      extra=context)
             return "superseded"
-        if not self.store.acquire_lease(target.name, job.id, ttl=LEASE_TTL):
+        ttl = timedelta(seconds=self.lease_seconds)
+        if not self.store.acquire_lease(target.name, job.id, ttl=ttl):
             self.enqueue(job.retried(), delay=self.lease_retry_seconds)
             log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
             return "deferred"
         if job.reason != "timer":
             self._report(pass_started(target.name, revision))
         try:
-            started = now_iso()
-            result = self.context.reconciler.reconcile(target, revision, only=job.app, suspended=self.store.suspended(),
-                                               backoff=self.store.backoff(target.name))
-            self.store.record_pass(result, started_at=started, complete=job.app is None)
+            with Heartbeat(self.store, target.name, job.id, ttl=ttl, every=self.heartbeat_seconds, context=context):
+                started = now_iso()
+                result = self.context.reconciler.reconcile(target, revision, only=job.app,
+                                                           suspended=self.store.suspended(),
+                                                           backoff=self.store.backoff(target.name))
+                self.store.record_pass(result, started_at=started, complete=job.app is None)
         finally:
             self.store.release_lease(target.name, job.id)
         self._report(pass_finished(result))
@@ -179,6 +198,45 @@ class Pipeline:
                                                        "event": {"driftless": event.to_dict()}}))
         except Exception as exc:  # CI feedback must not break reconciles (a bad DRIFTLESS_FEEDBACK included)
             log.error("could not queue the commit status for %s: %s: %s", event.context, type(exc).__name__, exc)
+
+
+class Heartbeat:
+    """While a pass runs (`with Heartbeat(...)`), a daemon thread renews the Target's lease every `every` seconds
+    for `ttl` more. A renewal that fails (storage unreachable) is logged and tried again at the next beat; one that
+    finds the lease held by another worker is logged and the thread stops renewing (`lost`): the pass goes on, its
+    writes are idempotent. If the process dies, renewals stop and the lease expires `ttl` after the last one."""
+
+    def __init__(self, store: Store, target: str, holder: str, *, ttl: timedelta, every: float,
+                 context: dict[str, Any] | None = None):
+        self.store, self.target, self.holder, self.ttl, self.every = store, target, holder, ttl, every
+        self.context = context or {}
+        self.renewals = 0
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{target}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                renewed = self.store.renew_lease(self.target, self.holder, ttl=self.ttl)
+            except Exception as exc:  # storage unreachable: the lease may lapse; keep trying while the pass runs
+                log.warning("could not renew the lease of Target %s: %s", self.target, type(exc).__name__,
+                            extra=self.context)
+                continue
+            if not renewed:
+                self.lost = True
+                log.warning("the lease of Target %s is held by another worker now; this pass goes on without "
+                            "renewing it", self.target, extra=self.context)
+                return
+            self.renewals += 1
 
 
 _OBJECT_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*/([a-z0-9][a-z0-9.-]*/)?[a-z0-9][a-z0-9.-]*$")

@@ -52,7 +52,7 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     served.requests.clear()
     parses = []
     import shared.engines.container_apps as engine
-    monkeypatch.setattr(engine, "load_apps", lambda files, cache=None: parses.append(files) or ([], []))
+    monkeypatch.setattr(engine, "load_objects", lambda files, readers, cache=None: parses.append(files) or ([], []))
     again = reconciler.source.head()
     assert again == head and reconciler.desired(target, again)[0] == apps
     assert parses == [] and reconciler.source.stats.fetches == 1

@@ -11,15 +11,18 @@ from shared.cli import main
 URL = "https://driftless-func.azurewebsites.net/api/github/webhook"
 
 
+TOKEN = "ghp-register-test"
+
+
 @pytest.fixture
 def github(vault, monkeypatch):
-    stub = CiStub().start()
+    stub = CiStub(token=TOKEN).start()
     vault.reset()
     for key, value in {"DRIFTLESS_GITHUB_API_URL": stub.url, "DRIFTLESS_KEYVAULT_URL": vault.url,
                        "REQUESTS_CA_BUNDLE": vault.ca_path,
                        "DRIFTLESS_GIT_TOKEN_NAME": "driftless-git-token"}.items():
         monkeypatch.setenv(key, value)
-    vault.set_secret("driftless-git-token", "ghp-register-test")
+    vault.set_secret("driftless-git-token", TOKEN)
     yield stub
     stub.stop()
 
@@ -68,3 +71,33 @@ def test_list_and_ping(github, capsys):
     assert listed == [{"id": 1, "url": URL, "events": ["push"], "active": True, "lastResponse": "unused"}]
     assert main(["webhook", "ping", "--repo", "contoso/gitops", "--url", URL]) == 0
     assert writes(github)[-1] == "POST /repos/contoso/gitops/hooks/1/pings"
+
+
+def test_the_registered_hook_is_found_on_a_later_page_with_the_token_sent(github, vault, capsys):
+    vault.set_secret("driftless-webhook-secret", "kept-in-the-vault")
+    for number in range(1, 36):                          # 35 other hooks: GitHub pages 30 at a time
+        github._store_hook(number, f"{github.url}/repos/contoso/gitops/hooks/{number}",
+                           {"config": {"url": f"https://ci{number}.example.com/hook", "content_type": "json"}})
+    github._store_hook(36, f"{github.url}/repos/contoso/gitops/hooks/36",
+                       {"config": {"url": URL, "content_type": "json", "insecure_ssl": "0"}, "events": ["push"]})
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
+    assert "unchanged" in capsys.readouterr().out and writes(github) == []      # found on page 2: no duplicate
+    pages = [c.query.get("page", ["1"])[0] for c in github.of("github_hooks")]
+    assert pages == ["1", "2"]
+    assert all(c.headers.get("Authorization") == f"token {TOKEN}" for c in github.calls)
+    assert main(["webhook", "list", "--repo", "contoso/gitops", "-o", "json"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == list(range(1, 37))
+
+
+def test_github_refuses_a_call_without_the_right_token(github, vault, capsys):
+    vault.set_secret("driftless-git-token", "ghp-not-the-one")
+    assert main(["webhook", "list", "--repo", "contoso/gitops"]) != 0
+    assert "401" in capsys.readouterr().err
+    import requests
+
+    anonymous = requests.get(f"{github.url}/repos/contoso/gitops/hooks", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["message"] == "Requires authentication"
+    wrong = requests.get(f"{github.url}/repos/contoso/gitops/hooks", headers={"Authorization": "token nope"}, timeout=10)
+    assert wrong.status_code == 401 and wrong.json() == {"message": "Bad credentials",
+                                                         "documentation_url": "https://docs.github.com/rest",
+                                                         "status": "401"}

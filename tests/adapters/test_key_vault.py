@@ -152,3 +152,59 @@ def test_values_never_appear_in_logs_or_repr(stub, caplog):
     assert len(fetches) == 3 and all(WEBHOOK in m or "private-key" in m for m in fetches)
     assert VALUE not in caplog.text
     assert WEBHOOK in repr(secrets) and VALUE not in repr(secrets) + repr(environment)
+
+
+def test_a_caller_without_an_rbac_role_gets_a_clear_error_naming_the_secret_not_its_value(stub):
+    stub.set_secret(GIT, VALUE)
+    stub.deny(GIT)
+
+    with pytest.raises(SecretsUnavailable) as failure:
+        vault_secrets(stub).git_token()
+    message = str(failure.value)
+    assert message.startswith(f"Key Vault {stub.url} refused reading secret '{GIT}': HTTP 403 Forbidden (ForbiddenByRbac)")
+    assert "Key Vault Secrets User" in message and VALUE not in message
+    assert stub.calls()["forbidden"] == 1 and stub.calls()["GET secret"] == 1          # a 403 is not retried
+    with pytest.raises(SecretsUnavailable, match=r"refused storing secret 'x'.*ForbiddenByRbac.*Secrets Officer"):
+        stub.deny("x")
+        vault_secrets(stub).put("x", VALUE)
+
+
+def test_a_disabled_secret_is_refused_with_key_vaults_own_answer(stub):
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    stub.set_secret(WEBHOOK, VALUE)
+    stub.disable(WEBHOOK)
+    with pytest.raises(HttpResponseError) as raw:
+        SecretClient(stub.url, StaticToken(TOKEN)).get_secret(WEBHOOK)
+    assert raw.value.status_code == 403 and raw.value.error.code == "Forbidden"
+    assert raw.value.error.message == "Operation get is not allowed on a disabled secret."
+    assert raw.value.error.innererror == {"code": "SecretDisabled"}
+
+    with pytest.raises(SecretsUnavailable, match=r"HTTP 403 Forbidden \(SecretDisabled\); the secret is disabled") as failure:
+        vault_secrets(stub).webhook_secret()
+    assert WEBHOOK in str(failure.value) and VALUE not in str(failure.value)
+
+
+def test_throttling_is_waited_out_through_the_sdks_retries_and_reported_once_they_are_used_up(stub):
+    stub.set_secret(GIT, VALUE)
+    stub.throttle(2, retry_after="0.01")               # Key Vault's Retry-After, shortened for the test
+
+    assert vault_secrets(stub).git_token() == VALUE
+    assert stub.calls()["throttled"] == 2 and stub.calls()["GET secret"] == 3
+
+    stub.throttle(3, retry_after="0.01")
+    with pytest.raises(SecretsUnavailable, match=rf"unavailable reading secret '{GIT}': HTTP 429 Throttled$") as failure:
+        vault_secrets(stub).git_token()
+    assert VALUE not in str(failure.value) and stub.calls()["throttled"] == 5
+
+
+def test_the_stub_answers_429_with_key_vaults_body_and_retry_after(stub):
+    import requests
+
+    stub.throttle(1)
+    reply = requests.get(f"{stub.url}/secrets/{GIT}?api-version=7.5", headers={"Authorization": f"Bearer {TOKEN}"},
+                         timeout=10)
+    assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
+    assert reply.json() == {"error": {"code": "Throttled", "message": "Request was not processed because too many "
+                                      "requests were received. Reason: VaultRequestTypeLimitReached"}}

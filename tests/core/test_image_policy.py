@@ -141,13 +141,13 @@ def test_image_annotations_are_validated_with_file_line_and_field():
     apps, problems = load_apps({"apps/web.yaml": text.encode()})
     assert [a.name for a in apps] == ["api"]
     shown = sorted(str(p) for p in problems)
-    assert any(s.startswith("apps/web.yaml:8 (document 1) metadata.annotations.driftless.io/image-container: "
+    assert any(s.startswith("apps/web.yaml:8: metadata.annotations.driftless.io/image-container: "
                             "no container named 'nope'; containers: sidecar, web") for s in shown), shown
-    assert any(":9 (document 1) metadata.annotations.driftless.io/image-tag: '^banana' is not a version" in s
+    assert any(":9: metadata.annotations.driftless.io/image-tag: '^banana' is not a version" in s
                for s in shown), shown
-    assert any(":10 (document 1) metadata.annotations.driftless.io/image-pin: must be \"true\" or \"false\"" in s
+    assert any(":10: metadata.annotations.driftless.io/image-pin: must be \"true\" or \"false\"" in s
                for s in shown), shown
-    assert any(":11 (document 1) metadata.annotations.driftless.io/image-colour: unknown image annotation" in s
+    assert any(":11: metadata.annotations.driftless.io/image-colour: unknown image annotation" in s
                for s in shown), shown
     several = APP.replace("    driftless.io/image-container: web\n", "")
     problems = load_apps({"a.yaml": several.encode()})[1]
@@ -166,11 +166,11 @@ def test_kubernetes_workload_annotations_are_validated_too():
     objects, problems = load_objects({"k8s/web.yaml": deployment.encode()}, namespace="default")
     assert objects == []
     assert [str(p) for p in sorted(problems, key=lambda p: p.line)] == [
-        "k8s/web.yaml:5 (document 1) metadata.annotations.driftless.io/image-repo: is required with "
+        "k8s/web.yaml:5: metadata.annotations.driftless.io/image-repo: is required with "
         "driftless.io/image-tag: sha-short (the app repository whose commits name the images, as owner/name)",
-        "k8s/web.yaml:7 (document 1) metadata.annotations.driftless.io/image-pin: must be a non-empty string "
+        "k8s/web.yaml:7: metadata.annotations.driftless.io/image-pin: must be a non-empty string "
         "(quote it: 'true'), got bool True",
-        "k8s/web.yaml:17 (document 2) metadata.annotations: image annotations apply only to an App or a "
+        "k8s/web.yaml:17: metadata.annotations: image annotations apply only to an App or a "
         "Deployment, StatefulSet, DaemonSet, Job or CronJob"]
 
 

@@ -184,3 +184,96 @@ def test_the_bundled_feedback_and_operator_examples_are_valid():
     argo = yaml.safe_load((root / "argocd" / "argocd-notifications-cm.yaml").read_text())
     body = argo["data"]["template.driftless-phase"]
     assert all(field in body for field in ('"commitid"', '"phase"', '"health"', '"app"', '"config"'))
+
+
+# --- Flux's Event.GetRevision() order and Argo CD's escaping -----------------------------------------
+DIGEST = "3b6cdcc7adcc9a84d3214ee1c029543789d90b5ae69debe9efa3f66e982875de"
+OTHER = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+
+
+def generic_hmac_body(kind: str, reason: str, message: str, metadata: dict, *, controller="kustomize-controller"):
+    """A notification-controller generic / generic-hmac POST body as it arrives (Event JSON, group prefix of
+    the metadata keys already stripped by notification-controller)."""
+    group = {"Kustomization": "kustomize.toolkit.fluxcd.io/v1", "HelmRelease": "helm.toolkit.fluxcd.io/v2",
+             "OCIRepository": "source.toolkit.fluxcd.io/v1beta2"}[kind]
+    return {"involvedObject": {"kind": kind, "namespace": "flux-system", "name": "podinfo",
+                               "uid": "3e5a3c52-8d6a-4c3a-9a0e-0f1c9a2b7d11", "apiVersion": group,
+                               "resourceVersion": "93745"},
+            "severity": "info", "timestamp": "2026-11-22T10:00:00Z", "message": message, "reason": reason,
+            "metadata": metadata, "reportingController": controller, "reportingInstance": f"{controller}-7f9c"}
+
+
+def test_flux_reads_the_commit_in_get_revision_order_commit_then_origin_then_revision():
+    oci = generic_hmac_body("Kustomization", "ReconciliationSucceeded", "Reconciliation finished in 2s",
+                            {"revision": f"latest@sha256:{DIGEST}", "originRevision": f"main@sha1:{SHA}",
+                             "token": "a1b2c3"})
+    assert parse_flux(oci).commit == SHA                            # not the artifact digest
+    committed = generic_hmac_body("Kustomization", "ReconciliationSucceeded", "ok",
+                                  {"commit": SHA, "originRevision": f"main@sha1:{OTHER}", "revision": f"main@sha1:{OTHER}"})
+    assert parse_flux(committed).commit == SHA
+    git = generic_hmac_body("Kustomization", "Progressing", "Deployment/default/podinfo configured",
+                            {"revision": f"main@sha1:{SHA}"})
+    assert parse_flux(git).commit == SHA
+    helm = generic_hmac_body("HelmRelease", "UpgradeSucceeded", "Helm upgrade succeeded", {
+        "revision": "6.5.4", "originRevision": f"main@sha1:{SHA}"}, controller="helm-controller")
+    assert parse_flux(helm).commit == SHA
+
+
+def test_flux_prefixed_keys_from_older_controllers_follow_the_same_order():
+    old = generic_hmac_body("Kustomization", "ReconciliationSucceeded", "ok", {
+        "kustomize.toolkit.fluxcd.io/revision": f"latest@sha256:{DIGEST}",
+        "kustomize.toolkit.fluxcd.io/originRevision": f"main@sha1:{SHA}"})
+    assert parse_flux(old).commit == SHA
+
+
+def render_argo(template: str, app: dict) -> str:
+    """Go text/template as Argo CD renders the two forms the example uses: {{.a.b}} prints the value as is
+    (a missing one as <no value>), {{toJson .a.b}} prints it as JSON (Sprig's toJson; missing: null)."""
+    import json
+    import re
+
+    def lookup(path: str):
+        value = {"app": app}
+        for part in path.strip(".").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def one(match: re.Match) -> str:
+        value = lookup(match.group(2))
+        if match.group(1):
+            return json.dumps(value)
+        return "<no value>" if value is None else str(value)
+
+    return re.sub(r"\{\{\s*(toJson\s+)?(\.[\w.]+)\s*\}\}", one, template)
+
+
+def test_the_argo_cd_example_escapes_a_sync_message_with_quotes_and_newlines():
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    config = yaml.safe_load((root / "argocd" / "argocd-notifications-cm.yaml").read_text())
+    body = yaml.safe_load(config["data"]["template.driftless-phase"])["webhook"]["driftless"]["body"]
+    message = 'one or more objects failed to apply, reason: Deployment.apps "guestbook-ui" is invalid:\n' \
+              'spec.template.spec.containers[0].image: Required value \\ "quoted"'
+    app = {"metadata": {"name": "guestbook"},
+           "status": {"operationState": {"phase": "Failed", "message": message,
+                                         "operation": {"sync": {"revision": SHA}}},
+                      "sync": {"status": "OutOfSync"}, "health": {"status": "Degraded"},
+                      "resources": [{"kind": "Deployment", "namespace": "default", "name": "guestbook-ui",
+                                     "health": {"status": "Degraded"}}]}}
+    event = parse_argo(json.loads(render_argo(body, app)))
+    assert event.message == message and (event.state, event.finished, event.commit) == ("failure", True, SHA)
+    assert event.resources == ["Deployment/default/guestbook-ui"]
+    running = {**app, "status": {**app["status"], "operationState": {"phase": "Running"}}}   # no message yet
+    assert parse_argo(json.loads(render_argo(body, running))).message == ""
+
+
+def test_a_body_broken_by_a_connector_style_template_gets_a_hint_naming_toJson():
+    from shared.core.phases import template_hint
+
+    broken = b'{"commitid": "%s", "phase": "Failed", "message": "reason: "web" is invalid"}' % SHA.encode()
+    assert "toJson" in template_hint(broken) and "operationState.message" in template_hint(broken)
+    assert template_hint(b"{not json at all") is None

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import yaml
 
-from devtools.kube_stub import APPLY, KubeStub
+from devtools.kube_stub import APPLY, CLUSTER_ADMIN, KubeStub
 from shared.adapters.kubernetes import _kubeconfig_from_arm
 from shared.config.settings import Settings
 from shared.engines.reconciler import Reconciler
@@ -167,6 +167,7 @@ def test_conflict_with_another_manager_is_reported_and_forced_only_when_the_targ
 
 
 def test_namespaces_and_crds_are_applied_before_everything_else(repo, kube, cluster):
+    kube.grant(CLUSTER_ADMIN)                        # Namespaces and CRDs need more than the default RBAC Writer
     repo.write("k8s/a-widgets.yaml", textwrap.dedent("""\
         apiVersion: example.com/v1
         kind: Widget
@@ -313,6 +314,7 @@ def test_duplicates_across_files_name_both_and_apply_neither(repo, kube, cluster
 
 
 def test_flux_assist_annotates_once_per_new_revision(repo, kube, cluster):
+    kube.grant(CLUSTER_ADMIN)                        # Flux's kinds are custom resources: not in RBAC Writer
     repo.write("k8s/flux.yaml", textwrap.dedent("""\
         apiVersion: v1
         kind: Namespace
@@ -345,6 +347,80 @@ def test_flux_assist_annotates_once_per_new_revision(repo, kube, cluster):
     kube.requests.clear()
     pass_of(reconciler)
     assert kube.writes() == []
+
+
+ROLE = textwrap.dedent("""\
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: Role
+    metadata: {name: reader}
+    rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+    """)
+
+
+def test_the_stub_refuses_what_rbac_writer_may_not_do_with_a_kubernetes_status(kube):
+    import requests
+
+    def call(method: str, path: str, **kwargs):
+        return requests.request(method, kube.url + path, headers={"Authorization": f"Bearer {KUBE_TOKEN}",
+                                                                  **kwargs.pop("headers", {})},
+                                verify=kube.ca_path, timeout=10, **kwargs)
+
+    refused = call("GET", "/apis/rbac.authorization.k8s.io/v1/roles")
+    assert refused.status_code == 403 and refused.json() == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": f'roles.rbac.authorization.k8s.io is forbidden: User "{kube.user}" cannot list resource "roles" '
+                   'in API group "rbac.authorization.k8s.io" at the cluster scope: User does not have access to the '
+                   'resource in Azure. Update role assignment to allow access.',
+        "reason": "Forbidden", "details": {"group": "rbac.authorization.k8s.io", "kind": "roles"}, "code": 403}
+    named = call("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings/x").json()
+    assert named["message"].startswith('rolebindings.rbac.authorization.k8s.io "x" is forbidden: User ')
+    assert 'cannot get resource "rolebindings"' in named["message"] and 'in the namespace "default"' in named["message"]
+    assert named["details"] == {"name": "x", "group": "rbac.authorization.k8s.io", "kind": "rolebindings"}
+    assert call("GET", "/api/v1/namespaces/default").status_code == 200            # namespaces: read only
+    patch = call("PATCH", "/api/v1/namespaces/team?fieldManager=x", data="apiVersion: v1\nkind: Namespace\n"
+                 "metadata: {name: team}\n", headers={"Content-Type": APPLY})
+    assert patch.status_code == 403 and 'cannot patch resource "namespaces" in API group ""' in patch.json()["message"]
+    assert call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").status_code == 403
+    assert call("GET", "/apis/example.com/v1/widgets").status_code == 403        # refused before it is looked up
+    assert call("GET", "/apis/apps/v1/deployments").status_code == 200
+    kube.grant(CLUSTER_ADMIN)
+    assert call("GET", "/apis/rbac.authorization.k8s.io/v1/roles").status_code == 200
+    assert call("GET", "/apis/example.com/v1/widgets").status_code == 404
+
+
+def test_with_the_granted_role_a_pass_lists_only_kinds_it_may_prune_and_succeeds(repo, kube, cluster):
+    repo.write("k8s/web.yaml", deployment() + "---\n" + configmap())
+    repo.commit()
+    result = pass_of(cluster(prune=True))
+    assert result.ok and not result.error, [(o.app, o.action, o.reason) for o in result.outcomes]
+    listed = {c.path for c in kube.requests if c.method == "GET" and c.label_selector}
+    assert not any("rbac.authorization.k8s.io" in path or path.endswith("/namespaces") for path in listed)
+    assert "/apis/apps/v1/deployments" in listed and "/api/v1/configmaps" in listed
+
+
+def test_a_kind_the_role_may_not_touch_fails_alone_and_names_the_missing_permission(repo, kube, cluster):
+    prune_setup(repo, cluster, names=("a", "b", "c"))
+    kube.requests.clear()
+    repo.remove("k8s/c.yaml")
+    repo.write("k8s/role.yaml", ROLE)
+    repo.write("k8s/team.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n")
+    repo.write("k8s/web.yaml", deployment())
+    repo.commit()
+    result = outcomes(pass_of(cluster(prune=True)))
+    role, kind, namespace = result["Role/default/reader"], result["Role/*"], result["Namespace/team"]
+    assert role.action == "failed" and "is forbidden" in role.reason
+    assert "Microsoft.ContainerService/managedClusters/rbac.authorization.k8s.io/roles/read" in role.reason
+    assert "docs/aks.md" in role.reason
+    assert kind.action == "failed" and "prune cannot list Role objects" in kind.reason
+    assert "rbac.authorization.k8s.io/roles/read" in kind.reason
+    assert namespace.action == "failed" and "Microsoft.ContainerService/managedClusters/namespaces/write" in namespace.reason
+    assert result["Deployment/default/web"].action == "created" and kube.get(DEPLOY) is not None
+    assert result["ConfigMap/default/c"].action == "deleted"                 # prune of the other kinds goes on
+    tried = [c.path for c in kube.writes()]
+    assert tried[0] == "/api/v1/namespaces/team"                             # tried first, refused
+    assert sorted(tried[1:]) == ["/api/v1/namespaces/default/configmaps/c",  # in parallel
+                                 "/apis/apps/v1/namespaces/default/deployments/web"]
+    assert kube.get("/api/v1/namespaces/team") is None
 
 
 def test_kubeconfig_from_arm_takes_only_server_and_ca():

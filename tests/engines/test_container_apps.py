@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from devtools.identity import StaticToken
-from shared.core.container_app import TAG_OWNER, TAG_TARGET
+from shared.core.container_app import TAG_OWNER, TAG_TARGET, desired_view, health, live_view
+from shared.core.diff import diff
+from shared.core.manifests import Target, load_apps
+from shared.core.plan import make_plan
 from tests.conftest import (
     ENVIRONMENT,
     GROUP,
@@ -25,6 +29,8 @@ from tests.conftest import (
 SECRET = """  secrets:
     - {name: db, keyVaultUrl: "https://contoso.vault.azure.net/secrets/db-one", identity: system}
 """
+SYSTEM_IDENTITY = "  identity: {type: SystemAssigned}\n"
+"""A Key Vault secret read with identity `system` needs the app's system identity (ARM refuses it otherwise)."""
 
 
 def arm(emulator) -> ContainerAppsAPIClient:
@@ -211,14 +217,14 @@ def test_second_pass_is_steady_state_with_zero_writes_and_no_per_app_get(repo, a
     result = sync(reconciler)["default"]
     assert {o.action for o in result.outcomes} == {"unchanged"}, [(o.app, o.reason) for o in result.outcomes]
     assert writes(aca) == 0
-    assert aca.calls() == {"GET list": 1}
+    assert aca.calls() == {"GET list": 1, "GET jobs": 1}          # one list of apps, one of jobs: no per-app GET
 
 
 def test_changing_only_a_secret_reference_is_drift_and_is_applied(repo, aca, driftless):
-    repo.write("apps/alpha.yaml", app_yaml("alpha", extra=SECRET))
+    repo.write("apps/alpha.yaml", app_yaml("alpha", extra=SECRET + SYSTEM_IDENTITY))
     repo.commit()
     sync(driftless())
-    repo.write("apps/alpha.yaml", app_yaml("alpha", extra=SECRET.replace("db-one", "db-two")))
+    repo.write("apps/alpha.yaml", app_yaml("alpha", extra=SECRET.replace("db-one", "db-two") + SYSTEM_IDENTITY))
     repo.commit()
     result = outcomes(sync(driftless())["default"])["alpha"]
     assert result.action == "updated"
@@ -367,7 +373,7 @@ def test_synoscd_manifest_reconciles_and_its_plaintext_secret_is_rejected_with_g
     assert live["template"]["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "INFO"}]
     assert live["configuration"]["ingress"]["external"] is True
     assert by_app["leaky"].action == "failed"
-    assert "keyVaultUrl: https://<vault>.vault.azure.net/secrets/<name>" in by_app["leaky"].reason
+    assert "secrets: {api-key: https://<vault>.vault.azure.net/secrets/<name>}" in by_app["leaky"].reason
     assert "hunter2" not in json.dumps(result.to_dict())
     assert by_app["unmanaged"].action == "skipped" and aca.app(SUBSCRIPTION, GROUP, "unmanaged") is None
 
@@ -401,7 +407,195 @@ def test_target_manifests_route_paths_to_environments(repo, aca, driftless):
     repo.write("envs/prod/a.yaml", app_yaml("prod-web"))
     repo.write("envs/other/a.yaml", app_yaml("other-web"))
     repo.commit()
-    results = sync(driftless())
+    results = sync(driftless(DRIFTLESS_RESOURCE_GROUP="", DRIFTLESS_ACA_ENVIRONMENT=""))  # no default Target
     assert set(results) == {"prod", "other"}
     assert aca.app(SUBSCRIPTION, GROUP, "other-web")["properties"]["managedEnvironmentId"].endswith("/env-other")
     assert aca.app(SUBSCRIPTION, GROUP, "prod-web")["tags"][TAG_TARGET] == "prod"
+
+
+# ------------------------------------------- an app whose operation still runs is waited for (issue 14)
+
+WAITING = "operation in progress (provisioningState {}); left alone, the next pass looks again"
+
+
+def test_a_pass_after_a_hung_apply_writes_nothing_says_why_and_the_next_one_converges(repo, aca, driftless):
+    repo.write("apps/alpha.yaml", app_yaml("alpha"))
+    repo.write("apps/bravo.yaml", app_yaml("bravo"))
+    repo.commit()
+    sync(driftless())
+    repo.write("apps/alpha.yaml", app_yaml("alpha", image="nginx:1.28"))
+    repo.commit()
+    aca.set_faults(lro_hang_apps=["alpha"])
+    hung = outcomes(sync(driftless(DRIFTLESS_APPLY_TIMEOUT="0.3"))["default"])["alpha"]
+    assert hung.action == "failed" and "did not finish within 0.3s" in hung.reason
+    aca.reset_calls()
+
+    waiting = sync(driftless(DRIFTLESS_APPLY_TIMEOUT="0.3"))["default"]
+
+    alpha = outcomes(waiting)["alpha"]
+    assert alpha.action == "skipped" and alpha.reason == WAITING.format("InProgress")
+    assert alpha.healthy is False and not waiting.ok
+    assert outcomes(waiting)["bravo"].action == "unchanged"  # the others go on as usual
+    assert writes(aca) == 0 and aca.calls() == {"GET list": 1, "GET jobs": 1}
+    aca.release(SUBSCRIPTION, GROUP, "alpha")
+    converged = sync(driftless())["default"]
+    assert outcomes(converged)["alpha"].action == "unchanged" and outcomes(converged)["alpha"].healthy
+    assert converged.ok and writes(aca) == 0
+    assert aca.app(SUBSCRIPTION, GROUP, "alpha")["properties"]["template"]["containers"][0]["image"] == "nginx:1.28"
+
+
+def test_a_hung_apply_that_ends_failed_is_applied_again_by_the_next_pass(repo, aca, driftless):
+    repo.write("apps/alpha.yaml", app_yaml("alpha"))
+    repo.commit()
+    sync(driftless())
+    repo.write("apps/alpha.yaml", app_yaml("alpha", image="nginx:1.28"))
+    repo.commit()
+    aca.set_faults(lro_hang_apps=["alpha"])
+    sync(driftless(DRIFTLESS_APPLY_TIMEOUT="0.3"))
+    aca.release(SUBSCRIPTION, GROUP, "alpha", status="Failed")  # ARM ends it Failed: the app is as it was
+    assert aca.app(SUBSCRIPTION, GROUP, "alpha")["properties"]["template"]["containers"][0]["image"] == "nginx:1.27"
+
+    again = outcomes(sync(driftless())["default"])["alpha"]
+
+    assert again.action == "updated" and again.healthy
+    assert [d["path"] for d in again.diff] == ["containers[alpha].image"]
+    assert aca.app(SUBSCRIPTION, GROUP, "alpha")["properties"]["template"]["containers"][0]["image"] == "nginx:1.28"
+
+
+def test_an_orphan_still_being_deleted_is_not_deleted_again(repo, aca, driftless):
+    three_apps(repo)
+    repo.write("apps/delta.yaml", app_yaml("delta"))
+    repo.commit()
+    sync(driftless())
+    repo.remove("apps/delta.yaml")
+    repo.commit()
+    aca.set_faults(lro_hang_apps=["delta"])
+    timed_out = outcomes(sync(driftless(DRIFTLESS_PRUNE="true", DRIFTLESS_APPLY_TIMEOUT="0.3"))["default"])["delta"]
+    assert timed_out.action == "failed" and "did not finish" in timed_out.reason
+    aca.reset_calls()
+
+    waiting = outcomes(sync(driftless(DRIFTLESS_PRUNE="true"))["default"])["delta"]
+
+    assert waiting.action == "skipped" and waiting.reason == WAITING.format("Deleting") and waiting.healthy is False
+    assert writes(aca) == 0
+    aca.release(SUBSCRIPTION, GROUP, "delta")
+    after = sync(driftless(DRIFTLESS_PRUNE="true"))["default"]
+    assert "delta" not in outcomes(after) and after.ok and aca.app(SUBSCRIPTION, GROUP, "delta") is None
+
+
+def test_a_write_refused_409_because_an_operation_started_after_the_plan_is_a_wait_not_a_failure(
+        repo, aca, driftless):
+    three_apps(repo)
+    repo.commit()
+    sync(driftless())
+    for name in ("alpha", "bravo"):
+        repo.write(f"apps/{name}.yaml", app_yaml(name, image="nginx:1.28"))
+    repo.commit()
+    aca.set_faults(conflict_apps=["bravo"])  # another client's operation runs on bravo when Driftless writes
+
+    result = sync(driftless())["default"]
+
+    bravo = outcomes(result)["bravo"]
+    assert outcomes(result)["alpha"].action == "updated"
+    assert bravo.action == "skipped" and "ContainerAppOperationInProgress" in bravo.reason
+    assert "left alone, the next pass looks again" in bravo.reason and bravo.healthy is False
+    assert aca.app(SUBSCRIPTION, GROUP, "bravo")["properties"]["template"]["containers"][0]["image"] == "nginx:1.27"
+    aca.set_faults(conflict_apps=[])
+    assert outcomes(sync(driftless())["default"])["bravo"].action == "updated"
+
+
+# ------------------------------------------------------ what ACA adds or spells its own way is not drift
+
+INGRESS = "  ingress: {enabled: true, external: true, targetPort: 8080}\n"
+
+
+def test_acas_default_probes_are_not_drift_and_follow_a_new_target_port(repo, aca, driftless):
+    repo.write("apps/web.yaml", app_yaml("web", extra=INGRESS))
+    repo.commit()
+    sync(driftless())
+    probes = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["template"]["containers"][0]["probes"]
+    assert {p["type"] for p in probes} == {"Startup", "Liveness", "Readiness"}  # added by ACA, not by Git
+    aca.reset_calls()
+
+    steady = sync(driftless())["default"]
+
+    assert outcomes(steady)["web"].action == "unchanged" and writes(aca) == 0
+    repo.write("apps/web.yaml", app_yaml("web", extra=INGRESS.replace("8080", "9090")))
+    repo.commit()
+    assert outcomes(sync(driftless())["default"])["web"].action == "updated"
+    probes = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["template"]["containers"][0]["probes"]
+    assert sorted(p["tcpSocket"]["port"] for p in probes) == [9090, 9090, 9090]  # none left on the old port
+    aca.reset_calls()
+    assert outcomes(sync(driftless())["default"])["web"].action == "unchanged" and writes(aca) == 0
+
+
+def test_both_identity_kinds_are_sent_as_arms_exact_enum_value(repo, aca, driftless):
+    user = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.ManagedIdentity/"
+            "userAssignedIdentities/web-identity")
+    identity = f"  identity: {{type: 'SystemAssigned,UserAssigned', userAssignedIdentities: ['{user}']}}\n"
+    repo.write("apps/web.yaml", app_yaml("web", extra=identity))
+    repo.commit()
+
+    created = outcomes(sync(driftless())["default"])["web"]
+
+    assert created.action == "created" and created.healthy, created.reason  # ARM refuses "SystemAssigned, UserAssigned"
+    live = aca.app(SUBSCRIPTION, GROUP, "web")["identity"]
+    assert live["type"] == "SystemAssigned,UserAssigned" and list(live["userAssignedIdentities"]) == [user]
+    repo.write("apps/web.yaml", app_yaml("web", image="nginx:1.28", extra=identity))
+    repo.commit()
+    assert outcomes(sync(driftless())["default"])["web"].action == "updated"  # the PATCH carries it too
+    aca.reset_calls()
+    assert outcomes(sync(driftless())["default"])["web"].action == "unchanged" and writes(aca) == 0
+
+
+# ------------------------------------------------ Microsoft's published examples through the normaliser
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "arm"
+EXAMPLE_APP = """\
+apiVersion: driftless.io/v1alpha1
+kind: App
+metadata: {name: testcontainerapp0}
+spec:
+  containers:
+    - {name: testcontainerapp0, image: "repo/testcontainerapp0:v4", cpu: 0.5, memory: 1Gi}
+  ingress: {enabled: true, external: true, targetPort: 3000, transport: auto}
+  scale: {minReplicas: 1, maxReplicas: 5}
+"""
+EXAMPLE_IDENTITY = """\
+  identity:
+    type: SystemAssigned,UserAssigned
+    userAssignedIdentities:
+      - /subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/myidentity
+"""
+
+
+def example_bodies() -> dict[str, dict]:
+    def load(name: str) -> dict:
+        return json.loads((EXAMPLES / f"ContainerApps_{name}.json").read_text())["responses"]
+    return {"Get 200": load("Get")["200"]["body"],
+            "ListByResourceGroup 200": load("ListByResourceGroup")["200"]["body"]["value"][0],
+            "Patch 200": load("Patch")["200"]["body"],
+            "CreateOrUpdate 200": load("CreateOrUpdate")["200"]["body"],
+            "CreateOrUpdate 201": load("CreateOrUpdate")["201"]["body"]}
+
+
+def test_microsofts_published_app_bodies_show_no_drift_and_their_health_through_the_normaliser():
+
+    plain, problems = load_apps({"apps/example.yaml": EXAMPLE_APP.encode()})
+    with_identity, more = load_apps({"apps/example.yaml": (EXAMPLE_APP + EXAMPLE_IDENTITY).encode()})
+    assert problems == more == []
+    for name, body in example_bodies().items():
+        app = with_identity[0] if "identity" in body else plain[0]
+        wanted = desired_view(app)
+        assert diff(wanted, live_view(body, wanted), "") == [], name
+    bodies = example_bodies()
+    assert "identity" in bodies["CreateOrUpdate 200"]  # the combined type, as ARM spells it, read back equal
+    for name in ("Get 200", "ListByResourceGroup 200", "Patch 200", "CreateOrUpdate 200"):
+        assert health(bodies[name]).healthy, name
+    assert health(bodies["CreateOrUpdate 201"]).reason == "provisioning state is InProgress"
+
+    target = Target(name="default", path="apps", subscription_id="34adfa4f-cedf-4dc0-ba29-b6d1a69ab345",
+                    resource_group="rg", environment="demokube")
+    in_progress = dict(bodies["CreateOrUpdate 201"], tags={TAG_OWNER: "driftless", TAG_TARGET: "default"})
+    step = make_plan(target=target, instance="driftless", apps=with_identity, problems=[], live=[in_progress]).steps[0]
+    assert (step.kind, step.reason, step.writes) == ("skipped", WAITING.format("InProgress"), False)

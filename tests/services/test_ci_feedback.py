@@ -2,6 +2,7 @@
 GitHub and Azure DevOps (devtools/ci_stub.py, recording every call; PyGithub talks to it)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -12,7 +13,8 @@ import requests
 
 from devtools.ci_stub import CiStub
 from shared.adapters import storage
-from tests.conftest import app_yaml
+from shared.services.ci_feedback import MAX_ATTEMPTS
+from tests.conftest import GIT_TOKEN, app_yaml
 
 SHA = "42e2e5af9d49de268cd1fda3587788da4ace418a"
 PHASE_KEY = "phase-key-never-log-me"
@@ -22,7 +24,7 @@ AZDO_TOKEN = "azdo-token-never-log-me"
 
 @pytest.fixture
 def ci(stack, vault, monkeypatch):
-    stub = CiStub().start()
+    stub = CiStub(token=GIT_TOKEN, azdo_token=AZDO_TOKEN).start()      # both refuse any other token
     for name, value in (("driftless-phase-key", PHASE_KEY), ("driftless-flux-hmac", FLUX_HMAC),
                         ("driftless-azdo-token", AZDO_TOKEN)):
         vault.set_secret(name, value)
@@ -176,6 +178,41 @@ def test_abandoned_prs_within_72_hours_fail_their_task_once(stack, ci):
     events = ci.of("azdo_plan_event")
     assert len(events) == 1 and events[0].path.endswith("/plans/plan-11/events")
     assert events[0].body["result"] == "failed"
+
+
+def test_abandoned_prs_are_asked_for_by_closing_time_and_read_page_by_page(stack, ci):
+    now = datetime.now(timezone.utc)
+    for number in range(300, 150, -1):                           # 150 abandoned just now: newest first
+        ci.pull_requests[number] = {"status": "abandoned", "closedDate": now.isoformat().replace("+00:00", "Z")}
+    _pull_request(ci, 11, "inProgress", status="abandoned",     # the oldest PR, abandoned an hour ago: page 2
+                  closedDate=(now - timedelta(hours=1)).isoformat().replace("+00:00", "Z"))
+    _pull_request(ci, 12, "inProgress", status="abandoned",
+                  closedDate=(now - timedelta(hours=80)).isoformat().replace("+00:00", "Z"))
+    stack.fire_timer("abandoned_pull_requests")
+    listings = ci.of("azdo_pr_list")
+    assert [c.query["$skip"] for c in listings] == [["0"], ["100"]] and all(c.query["$top"] == ["100"] for c in listings)
+    assert listings[0].query["searchCriteria.queryTimeRangeType"] == ["closed"]
+    events = ci.of("azdo_plan_event")
+    assert len(events) == 1 and events[0].path.endswith("/plans/plan-11/events")
+
+
+def test_azure_devops_gets_the_token_and_refuses_without_it(stack, ci, vault):
+    _pull_request(ci, 7, "inProgress")
+    post(stack, flux(config="staging"))
+    stack.drain()
+    [status] = ci.of("azdo_status")
+    assert status.headers["Authorization"] == "Basic " + base64.b64encode(f":{AZDO_TOKEN}".encode()).decode()
+    assert status.headers["X-TFS-FedAuthRedirect"] == "Suppress"
+    url = f"{ci.url}/contoso/ops/_apis/git/repositories/manifests/pullrequests?api-version=7.1"
+    browser = requests.get(url, timeout=10)
+    assert browser.status_code == 203 and browser.headers["Content-Type"].startswith("text/html")
+    suppressed = requests.get(url, headers={"X-TFS-FedAuthRedirect": "Suppress"}, auth=("", "wrong"), timeout=10)
+    assert suppressed.status_code == 401 and "TF400813" in suppressed.json()["message"]
+    vault.set_secret("driftless-azdo-token", "not-the-token")          # refused: the sink fails and is retried
+    post(stack, flux(reason="ReconciliationFailed", severity="error", config="staging"))
+    stack.drain()
+    assert len(ci.of("azdo_status")) == 1 + MAX_ATTEMPTS and stack.errors == []
+    assert storage.queue("phase-events-poison").peek_messages()                 # then parked, visibly
 
 
 def test_a_failing_subscriber_never_blocks_the_others_and_is_retried_alone(stack, ci):

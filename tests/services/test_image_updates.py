@@ -21,7 +21,7 @@ from shared.core.jobs import now_iso
 from shared.core.queues import IMAGE_QUEUE, POISON_SUFFIX, RECONCILE_QUEUE
 from shared.core.webhook import sign
 from shared.services.image_updates import ImageJob
-from tests.conftest import KEY, TOKEN, WEBHOOK_SECRET
+from tests.conftest import GIT_TOKEN, KEY, TOKEN, WEBHOOK_SECRET
 
 APP_REPO, MANIFESTS = "contoso/web", "contoso/gitops"
 OLD, NEW = "0" * 39 + "1", "2" * 40
@@ -31,7 +31,7 @@ PATH = "apps/web.yaml"
 
 @pytest.fixture
 def ci(stack, vault, monkeypatch):
-    stub = CiStub().start()
+    stub = CiStub(token=GIT_TOKEN).start()                 # refuses any other token than the Git token secret
     monkeypatch.setenv("DRIFTLESS_GITHUB_API_URL", stub.url)
     monkeypatch.setenv("DRIFTLESS_MANIFESTS_GITHUB_REPO", MANIFESTS)
     vault.set_secret("driftless-image-notify-url", f"{stub.url}/subscribers/slack")
@@ -217,6 +217,19 @@ def test_a_failed_or_missing_build_fails_without_a_commit(stack, repo, ci, regis
     [state] = images(stack)
     assert state["action"] == "failed" and reason in state["message"], state
     assert ci.of("github_contents_put") == [] and queued(IMAGE_QUEUE) == []
+
+
+def test_a_failed_run_on_the_second_page_of_runs_is_found_with_the_token_sent(stack, repo, ci, registry):
+    publish(repo, ci, web(f"{registry.host}/contoso/web:{OLD}"))
+    ci.runs[NEW] = [{"name": f"lint-{i}", "status": "completed", "conclusion": "success"} for i in range(34)]
+    ci.runs[NEW].append({"name": "build", "status": "completed", "conclusion": "failure"})    # run 35: page 2
+    app_push(stack)
+    stack.drain()
+    [state] = images(stack)
+    assert state["action"] == "failed" and "failed (build: failure)" in state["message"]
+    assert [c.query.get("page", ["1"])[0] for c in ci.of("github_runs")] == ["1", "2"]
+    assert {c.headers.get("Authorization") for c in ci.calls if c.path.startswith("/repos/")} == {f"token {GIT_TOKEN}"}
+    assert ci.of("github_contents_put") == []
 
 
 def test_a_conflicting_commit_is_re_read_and_retried_and_a_failing_notification_does_not_matter(

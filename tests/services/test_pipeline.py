@@ -63,8 +63,8 @@ def test_bad_missing_or_unconfigured_signatures_enqueue_nothing(stack, repo, vau
     repo.commit()
     assert push(stack, repo, secret="wrong-secret").status_code == 401
     assert push(stack, repo, signed=False).status_code == 401
-    vault.reset()                                      # no webhook secret in the vault at all
-    assert push(stack, repo).status_code == 500
+    vault.reset()                                      # no webhook secret in the vault at all: a misconfiguration
+    assert push(stack, repo).status_code == 503
     assert queued() == []
 
 
@@ -231,8 +231,10 @@ def test_the_cli_reads_and_drives_the_same_stores(stack, repo, aca, capsys):
     assert main(["reconcile", "--target", "nope"]) == 2
 
 
-def test_kubernetes_object_names_work_in_the_status_store(stack):
+def test_kubernetes_object_names_work_in_the_status_store(stack, repo):
     """AKS outcomes and suspensions are keyed Kind/namespace/name, which Table keys cannot hold as is."""
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
     from shared.adapters.status_store import Store
     from shared.core.outcome import Outcome, PassResult
 
@@ -242,8 +244,9 @@ def test_kubernetes_object_names_work_in_the_status_store(stack):
     store.record_pass(result, started_at=result.started_at)
     from shared.wiring import current
 
-    assert current().pipeline.suspend("Deployment/default/web").status == 200          # what `driftless suspend` calls
+    assert current().pipeline.suspend("Deployment/default/web").status == 404    # declared by no Target at head
     assert current().pipeline.suspend("Deployment/default/../x").status == 400
+    store.suspend("Deployment/default/web")
     status = api(stack, "GET", "status").json()
     assert status["apps"] == [{**status["apps"][0], "app": "Deployment/default/web", "suspended": True}]
     assert store.targets_of_app("Deployment/default/web") == ["aks-prod"]

@@ -1,0 +1,152 @@
+"""The Container Apps jobs engine: `Job` manifests of one `aca` Target into its resource group (ARM).
+
+plan = the live jobs of the Target's resource group (one paged GET) and, for each job Git declares
+that exists, its latest execution (one GET), compared with Git by
+`shared.core.container_app_job.plan_jobs` under the App safety rules; reconcile = that plan applied
+with bounded concurrency through `shared.adapters.container_apps`. Anything that goes wrong with one
+job becomes that job's `failed` outcome; listing the live jobs failing raises (the caller retries
+the pass). A job whose operation still runs is left alone, as an app is. A job's health is its
+latest execution's status; a job that failed is never re-applied (that would not run it again).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Mapping
+
+from shared.adapters import telemetry
+from shared.adapters.container_apps import ApplyFailed, ContainerApps, OperationInProgress, for_subscription
+from shared.config.settings import Settings
+from shared.core import container_app_job
+from shared.core.aca_kinds import ACA_READERS
+from shared.core.container_app_job import Job
+from shared.core.image_policy import APP_CONTAINERS, Followed, followed
+from shared.core.manifests import FileCache, Problem, Target, load_objects
+from shared.core.outcome import Outcome, PassResult
+from shared.core.plan import Plan, Step
+from shared.engines.engine import VERDICTS, Progress, dry_run_outcome, failed, finish, new_result, verdict
+
+
+class ContainerAppJobsEngine:
+    """Plans and reconciles the `Job` manifests of one Target of kind `aca`."""
+
+    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store=None):
+        """`store` (the status store) is not used: jobs carry their ownership in tags, as apps do."""
+        self.settings, self.target = settings, target
+        self.files = files or FileCache()
+        self._location: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def aca(self) -> ContainerApps:
+        return for_subscription(self.settings, self.target.subscription_id)
+
+    def load(self, files: Mapping[str, bytes]) -> tuple[list[Job], list[Problem]]:
+        objects, problems = load_objects(files, ACA_READERS, self.files)
+        return [o for o in objects if isinstance(o, Job)], problems
+
+    def plan(self, revision: str, desired: list[Job], problems: list[Problem], *, only: str | None = None,
+             suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
+        rg = self.target.resource_group
+        live = self.aca.list_jobs(rg)
+        names = {r.get("name") for r in live}
+        wanted = [j.name for j in desired if j.name in names and (only is None or j.key == only)]
+        latest: dict[str, dict[str, Any] | None] = {}
+        if wanted:
+            with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="executions") as pool:
+                latest = dict(zip(wanted, pool.map(self._latest, wanted)))
+        return container_app_job.plan_jobs(target=self.target, instance=self.settings.instance, jobs=desired,
+                                           problems=problems, live=live, latest=latest, suspended=suspended,
+                                           only=only)
+
+    def _latest(self, name: str) -> dict[str, Any] | None:
+        """The job's latest execution; a failure to read it is reported as an execution of Unknown status."""
+        try:
+            return container_app_job.latest_execution(self.aca.executions(self.target.resource_group, name))
+        except Exception as exc:  # health is best effort: the job itself is still planned
+            return {"name": "(unknown)", "properties": {"status": "Unknown",
+                                                        "message": f"executions unavailable: {exc}"[:300]}}
+
+    def reconcile(self, revision: str, desired: list[Job], problems: list[Problem], *, dry_run: bool = False,
+                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> PassResult:
+        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
+        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
+
+    def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
+              progress: Progress | None = None) -> PassResult:
+        """Apply a plan made by `plan` (bounded concurrency; one job's failure never stops the others)."""
+        started = time.monotonic()
+        result = new_result(self.target, revision, dry_run)
+        result.degraded, result.prune = plan.degraded, plan.prune
+        result.problems = [p.to_dict() for p in problems]
+        total = len(plan.steps)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply-job") as pool:
+            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
+                result.outcomes.append(outcome)
+                if progress:
+                    progress(len(result.outcomes), total, outcome)
+        return finish(result, started)
+
+    def followed(self, desired: list[Job]) -> list[Followed]:
+        found = []
+        for job in desired:
+            body = {"spec": {"containers": [{"name": c.name, "image": c.image} for c in job.containers]}}
+            item = followed(self.target.name, job.file, job.key, container_app_job.KIND, job.name, None,
+                            job.annotations, body, APP_CONTAINERS)
+            if item is not None:
+                found.append(item)
+        return found
+
+    # --- one step ----------------------------------------------------------------------------
+    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        started = time.monotonic()
+        with telemetry.span("apply job", app=step.app, target=self.target.name, revision=revision,
+                            planned=step.kind) as span:
+            outcome = self._apply(step, revision, dry_run)
+            if span is not None:
+                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                     "reason": outcome.reason[:500]})
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        return outcome
+
+    def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        if not step.writes:
+            return verdict(step, revision)
+        if dry_run:
+            return dry_run_outcome(step, revision)
+        diff = [c.to_dict() for c in step.changes]
+        rg, aca = self.target.resource_group, self.aca
+        name = step.app.split("/", 1)[1]
+        try:
+            if step.kind == "delete":
+                aca.delete_job(rg, name)
+                return Outcome(step.app, "deleted", step.reason, diff, revision)
+            job: Job = step.desired  # type: ignore[assignment]
+            tags = container_app_job.ownership_tags(job, self.target, self.settings.instance, revision)
+            if step.kind == "create":
+                live = aca.create_job(rg, name, container_app_job.create_body(
+                    job, location=self._environment_location(), environment_id=self.target.environment_id,
+                    tags=tags))
+            else:
+                live = aca.update_job(rg, name, container_app_job.update_patch(job, step.live or {}, tags=tags))
+        except OperationInProgress as exc:  # someone else's operation started after the plan: wait for it
+            return Outcome(step.app, "skipped", f"operation in progress ({exc}); left alone, the next pass looks "
+                                                "again", diff, revision, healthy=False,
+                           health_reason="operation in progress")
+        except ApplyFailed as exc:
+            return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
+        except Exception as exc:  # one job's surprise must not stop the pass
+            return failed(step, revision, exc)
+        health = container_app_job.health(live, None)
+        if health.healthy and step.health is not None:    # an update leaves the latest execution as it was
+            health = step.health
+        return Outcome(step.app, VERDICTS[step.kind], step.reason, diff, revision, healthy=health.healthy,
+                       health_reason=health.reason)
+
+    def _environment_location(self) -> str:
+        with self._lock:
+            if self._location is None:
+                self._location = str(self.aca.environment(self.target.environment_id).get("location") or "")
+            return self._location

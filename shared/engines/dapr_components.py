@@ -1,0 +1,153 @@
+"""The Dapr components engine: `DaprComponent` manifests of one `aca` Target into its environment (ARM).
+
+ARM keeps no tags on a Dapr component, so ownership is the Target's inventory in the status store
+(`Store.inventory`): a component is recorded after each successful write and dropped after its
+delete; prune compares Git with the inventory only. plan = the environment's components (one GET,
+made only when Git declares a component or the inventory holds one) compared with Git by
+`shared.core.dapr_component.plan_components`; reconcile = that plan applied, one PUT (ARM replaces a
+component whole) or DELETE per component. Without a status store nothing is written or pruned and
+each component Git declares is `failed` with the reason. The Apps of the same Target are read (not
+written) to warn about scopes that name no Dapr app id.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Mapping
+
+from shared.adapters import telemetry
+from shared.adapters.container_apps import ApplyFailed, ContainerApps, for_subscription
+from shared.adapters.status_store import Store
+from shared.config.settings import Settings
+from shared.core import dapr_component
+from shared.core.aca_kinds import ACA_READERS
+from shared.core.dapr_component import DaprComponent
+from shared.core.image_policy import Followed
+from shared.core.manifests import FileCache, Problem, Target, load_objects
+from shared.core.outcome import Outcome, PassResult
+from shared.core.plan import Plan, Step
+from shared.engines.engine import VERDICTS, Progress, dry_run_outcome, failed, finish, new_result, verdict
+
+DAPR = ("properties", "configuration", "dapr")
+"""Where an App keeps its Dapr settings (`App.sections`)."""
+
+
+class DaprComponentsEngine:
+    """Plans and reconciles the `DaprComponent` manifests of one Target of kind `aca`."""
+
+    reads = ("App",)
+    """Besides its own kind, the Apps of the Target (their Dapr app ids, for the scope warning)."""
+
+    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None,
+                 store: Store | None = None):
+        self.settings, self.target, self.store = settings, target, store
+        self.files = files or FileCache()
+
+    @property
+    def aca(self) -> ContainerApps:
+        return for_subscription(self.settings, self.target.subscription_id)
+
+    def load(self, files: Mapping[str, bytes]) -> tuple[list[Any], list[Problem]]:
+        objects, problems = load_objects(files, ACA_READERS, self.files)
+        return [o for o in objects if isinstance(o, DaprComponent)], problems
+
+    def plan(self, revision: str, desired: list[Any], problems: list[Problem], *, only: str | None = None,
+             suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
+        components = [o for o in desired if isinstance(o, DaprComponent)]
+        app_ids = {str(app.sections[DAPR].get("appId")) for app in desired
+                   if not isinstance(app, DaprComponent) and isinstance(getattr(app, "sections", {}).get(DAPR), dict)
+                   and app.sections[DAPR].get("enabled")}
+        inventory = self._inventory()
+        live: list[dict[str, Any]] = []
+        if components or inventory:
+            live = self.aca.list_dapr_components(self.target.environment_id)
+        elsewhere = self._owners_elsewhere(components, live, inventory)
+        return dapr_component.plan_components(target=self.target, components=components, problems=problems,
+                                              live=live, inventory=inventory, owners_elsewhere=elsewhere,
+                                              app_ids=app_ids, suspended=suspended, only=only)
+
+    def _inventory(self) -> dict[str, dict[str, Any]] | None:
+        """This Target's inventory rows for its environment (None without a status store)."""
+        if self.store is None:
+            return None
+        environment = self.target.environment_id.lower()
+        return {key: row for key, row in self.store.inventory(self.target.name).items()
+                if dapr_component.is_component_key(key) and str(row.get("environment", "")).lower() == environment}
+
+    def _owners_elsewhere(self, components: list[DaprComponent], live: list[dict[str, Any]],
+                          inventory: Mapping[str, Any] | None) -> dict[str, str]:
+        """Other Targets whose inventory holds a component Git declares that exists but is not ours (rare: one
+        query each)."""
+        if self.store is None or inventory is None:
+            return {}
+        present = {str(r.get("name", "")).lower() for r in live}
+        found = {}
+        for component in components:
+            if component.key not in inventory and component.name in present:
+                others = [t for t in self.store.inventory_owners(component.key) if t != self.target.name]
+                if others:
+                    found[component.key] = ", ".join(others)
+        return found
+
+    def reconcile(self, revision: str, desired: list[Any], problems: list[Problem], *, dry_run: bool = False,
+                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> PassResult:
+        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
+        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
+
+    def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
+              progress: Progress | None = None) -> PassResult:
+        """Apply a plan made by `plan` (bounded concurrency; one component's failure never stops the others)."""
+        started = time.monotonic()
+        result = new_result(self.target, revision, dry_run)
+        result.degraded, result.prune = plan.degraded, plan.prune
+        result.problems = [p.to_dict() for p in problems]
+        total = len(plan.steps)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply-dapr") as pool:
+            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
+                result.outcomes.append(outcome)
+                if progress:
+                    progress(len(result.outcomes), total, outcome)
+        return finish(result, started)
+
+    def followed(self, desired: list[Any]) -> list[Followed]:
+        """Dapr components have no images."""
+        return []
+
+    # --- one step ----------------------------------------------------------------------------
+    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        started = time.monotonic()
+        with telemetry.span("apply dapr component", app=step.app, target=self.target.name, revision=revision,
+                            planned=step.kind) as span:
+            outcome = self._apply(step, revision, dry_run)
+            if span is not None:
+                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                     "reason": outcome.reason[:500]})
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        return outcome
+
+    def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
+        if not step.writes:
+            return verdict(step, revision)
+        if dry_run:
+            return dry_run_outcome(step, revision)
+        assert self.store is not None                      # plan writes nothing without a store
+        diff = [c.to_dict() for c in step.changes]
+        environment = self.target.environment_id
+        name = step.app.split("/", 1)[1]
+        try:
+            if step.kind == "delete":
+                self.aca.delete_dapr_component(environment, name)
+                self.store.forget_owned(self.target.name, step.app)
+                return Outcome(step.app, "deleted", step.reason, diff, revision)
+            component: DaprComponent = step.desired  # type: ignore[assignment]
+            live = self.aca.put_dapr_component(environment, name, dapr_component.put_body(component, step.live))
+            self.store.record_owned(self.target.name, step.app, environment=environment,
+                                    spec_hash=dapr_component.spec_hash(component), revision=revision)
+        except ApplyFailed as exc:
+            return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
+        except Exception as exc:  # one component's surprise must not stop the pass
+            return failed(step, revision, exc)
+        health = dapr_component.health(live)
+        return Outcome(step.app, VERDICTS[step.kind], step.reason, diff, revision, healthy=health.healthy,
+                       health_reason=health.reason)

@@ -1,0 +1,61 @@
+"""devtools/ci_stub.py answers as GitHub and Azure DevOps do: authentication first, then `Link`-header pages
+(plain HTTP requests against it; no Driftless code involved)."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+import requests
+
+from devtools.ci_stub import CiStub
+
+TOKEN = "ghp-stub-test"
+PAT = "azdo-stub-test"
+
+
+@pytest.fixture
+def stub():
+    server = CiStub(token=TOKEN, azdo_token=PAT).start()
+    for number in range(1, 76):
+        server._store_hook(number, f"{server.url}/repos/o/r/hooks/{number}", {"config": {"url": f"https://h{number}"}})
+    yield server
+    server.stop()
+
+
+def hooks(stub, **params) -> requests.Response:
+    return requests.get(f"{stub.url}/repos/o/r/hooks", params=params, headers={"Authorization": f"Bearer {TOKEN}"},
+                        timeout=10)
+
+
+def test_lists_come_30_per_page_with_links_to_the_other_pages(stub):
+    first = hooks(stub)
+    assert [h["id"] for h in first.json()] == list(range(1, 31))
+    assert first.links["next"]["url"] == f"{stub.url}/repos/o/r/hooks?page=2"
+    assert first.links["last"]["url"] == f"{stub.url}/repos/o/r/hooks?page=3" and "prev" not in first.links
+    middle = hooks(stub, page=2)
+    assert set(middle.links) == {"prev", "next", "last", "first"}
+    last = hooks(stub, page=3)
+    assert [h["id"] for h in last.json()] == list(range(61, 76)) and set(last.links) == {"prev", "first"}
+    capped = hooks(stub, per_page=500)                                  # per_page is capped at 100: one page
+    assert len(capped.json()) == 75 and capped.links == {}
+    wide = hooks(stub, per_page=50)
+    assert len(wide.json()) == 50 and wide.links["next"]["url"] == f"{stub.url}/repos/o/r/hooks?per_page=50&page=2"
+    assert hooks(stub, page=9).json() == []
+
+
+def test_azure_devops_pages_with_top_and_skip_newest_first(stub):
+    for number in range(1, 8):
+        stub.pull_requests[number] = {"status": "abandoned", "closedDate": f"2026-11-0{number}T10:00:00Z"}
+    auth = ("", PAT)
+    url = f"{stub.url}/o/p/_apis/git/repositories/r/pullrequests"
+    page = requests.get(url, params={"searchCriteria.status": "abandoned", "$top": 3, "$skip": 3}, auth=auth,
+                        timeout=10).json()
+    assert [pr["pullRequestId"] for pr in page["value"]] == [4, 3, 2] and page["count"] == 3
+    recent = requests.get(url, params={"searchCriteria.status": "abandoned", "searchCriteria.queryTimeRangeType":
+                                       "closed", "searchCriteria.minTime": "2026-11-05T00:00:00Z"}, auth=auth,
+                          timeout=10).json()
+    assert [pr["pullRequestId"] for pr in recent["value"]] == [7, 6, 5]
+    assert requests.get(url, timeout=10).status_code == 203
+    header = "Basic " + base64.b64encode(b"user:wrong").decode()
+    refused = requests.get(url, headers={"Authorization": header, "X-TFS-FedAuthRedirect": "Suppress"}, timeout=10)
+    assert refused.status_code == 401 and "Basic" in refused.headers["WWW-Authenticate"]
