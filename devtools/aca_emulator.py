@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import trustme
 
+from devtools.merge_patch import merge_patch
 from devtools.tls import TlsServer, certificate
 
 _LOG = logging.getLogger(__name__)
@@ -237,19 +238,6 @@ def _canonical(obj: dict[str, Any], key: str, enum: str, default: str) -> None:
     value = obj.get(key)
     if isinstance(value, str):
         obj[key] = _ENUMS[enum].get(value.lower(), value)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Return the RFC 7386 JSON merge patch of ``patch`` onto ``target`` (inputs are not modified)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _not_found(type_path: str, rg: str) -> ArmError:

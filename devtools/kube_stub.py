@@ -41,6 +41,7 @@ import trustme
 import yaml
 
 from devtools.aca_emulator import Request, Response, _Handler
+from devtools.merge_patch import merge_patch
 from devtools.tls import TlsServer, certificate
 
 APPLY = "application/apply-patch+yaml"
@@ -330,7 +331,7 @@ class KubeStub:
 
     def _update(self, key, plural: str, name: str | None, patch: Any, manager: str, dry_run: bool) -> dict[str, Any]:
         live = self._found(key, plural, name)
-        result = _merge(copy.deepcopy(live), patch)
+        result = merge_patch(live, patch)
         before, after = _fields(_owned_view(live)), _fields(_owned_view(result))
         changed = {p for p in after if _get(live, p) != _get(result, p)}
         owners = copy.deepcopy(self._owners.get(key, {}))
@@ -447,19 +448,6 @@ def _delete(obj: dict[str, Any], path: tuple[str, ...]) -> None:
     parent = _get(obj, path[:-1])
     if isinstance(parent, dict):
         parent.pop(path[-1], None)
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    target = target if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = _merge(target.get(key), value)
-    return target
 
 
 def _fields_v1(owned: set[tuple[str, ...]]) -> dict[str, Any]:

@@ -17,10 +17,21 @@ Path_ = tuple[Any, ...]
 Report = Callable[[Path_, str], None]
 
 
+CORRECTIONS: dict[tuple[str, str], Any] = {
+    ("ContainerAppProbe", "failureThreshold"): {"int": [1, 240]},
+}
+"""Where ARM accepts more than the SDK's description says: ACA's own default probes use failureThreshold 48
+(Readiness) and 240 (Startup); the per-type limits (Liveness 30, Readiness 48, Startup 240) are checked by
+`app_sections`."""
+
+
 @functools.cache
 def models() -> dict[str, dict[str, Any]]:
-    """Model name -> {ARM property name: type description}."""
-    return json.loads((Path(__file__).with_name("aca_schema.json")).read_text())["models"]
+    """Model name -> {ARM property name: type description} (with CORRECTIONS applied)."""
+    loaded = json.loads((Path(__file__).with_name("aca_schema.json")).read_text())["models"]
+    for (model, name), kind in CORRECTIONS.items():
+        loaded[model][name] = kind
+    return loaded
 
 
 def fields(model: str) -> dict[str, Any]:

@@ -42,6 +42,8 @@ CONTAINER_FIELDS = ("probes", "volumeMounts")
 REVISION_SUFFIX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 SCALE_RULE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 TRIGGERS = ("http", "tcp", "azureQueue", "custom")
+FAILURE_THRESHOLD = {"liveness": 30, "readiness": 48, "startup": 240}
+"""The most failures ACA accepts per probe type (its own default probes use 48 and 240)."""
 
 
 def canonical(value: Any, kind: Any) -> Any:
@@ -211,6 +213,10 @@ class Sections:
                     self.report(path + (i, handler, "port"), f"must be a port from 1 to 65535, got {port}")
             if kind.lower() in ("liveness", "startup") and probe.get("successThreshold") not in (None, 1):
                 self.report(path + (i, "successThreshold"), f"must be 1 for a {kind} probe")
+            most = FAILURE_THRESHOLD.get(kind.lower())
+            failures = probe.get("failureThreshold")
+            if most and isinstance(failures, int) and not isinstance(failures, bool) and failures > most:
+                self.report(path + (i, "failureThreshold"), f"must be at most {most} for a {kind} probe, got {failures}")
 
     def _mounts(self, mounts: list[Any], path: Path) -> None:
         self._unique(mounts, "mountPath", path)

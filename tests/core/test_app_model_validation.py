@@ -28,6 +28,15 @@ def test_the_production_app_is_valid():
     assert [c.name for c in app.init_containers] == ["migrate"]
 
 
+def test_acas_own_default_probe_limits_are_accepted():
+    manifest = copy.deepcopy(PRODUCTION)
+    manifest["spec"]["containers"][0]["probes"] = [
+        {"type": "Startup", "tcpSocket": {"port": 8080}, "failureThreshold": 240, "periodSeconds": 1},
+        {"type": "Readiness", "tcpSocket": {"port": 8080}, "failureThreshold": 48, "periodSeconds": 5}]
+    apps, problems = load_app_file("apps/orders.yaml", yaml.safe_dump(manifest, sort_keys=False).encode())
+    assert problems == () and apps
+
+
 def probe(spec):
     return spec["containers"][0]["probes"]
 
@@ -43,6 +52,8 @@ CASES = [
      "spec.containers[0].probes[0].periodSeconds", "from 1 to 240"),
     ("probe port as a string", lambda s: probe(s)[0]["httpGet"].update(port="8080"),
      "spec.containers[0].probes[0].httpGet.port", "whole number"),
+    ("liveness failure threshold above ACA's limit", lambda s: probe(s)[0].update(failureThreshold=31),
+     "spec.containers[0].probes[0].failureThreshold", "at most 30 for a Liveness probe"),
     ("liveness success threshold", lambda s: probe(s)[0].update(successThreshold=2),
      "spec.containers[0].probes[0].successThreshold", "must be 1 for a Liveness probe"),
     ("mount of an undeclared volume", lambda s: s["containers"][0]["volumeMounts"].append(

@@ -203,3 +203,19 @@ def test_an_item_added_in_the_portal_to_a_list_git_owns_is_drift_and_removed(cre
     outcome = outcomes(result)["orders"]
     assert outcome.action == "updated" and [d["path"] for d in outcome.diff] == ["template.volumes.scratch"]
     assert [v["name"] for v in live(aca)["properties"]["template"]["volumes"]] == ["cache", "certs"]
+
+
+def test_dedicated_workload_profiles_are_read_from_the_environment(repo, aca, driftless):
+    from tests.conftest import ENVIRONMENT, app_yaml
+
+    aca.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT, workload_profiles=[
+        {"name": "general", "workloadProfileType": "D4", "minimumCount": 1, "maximumCount": 3}])
+    repo.write("apps/fits.yaml", app_yaml("fits", cpu=3, memory="12Gi", extra="  workloadProfileName: general\n"))
+    repo.write("apps/too-big.yaml", app_yaml("too-big", cpu=6, memory="12Gi", extra="  workloadProfileName: general\n"))
+    repo.write("apps/lost.yaml", app_yaml("lost", cpu=1, memory="2Gi", extra="  workloadProfileName: gpu\n"))
+    repo.commit()
+    result = outcomes(sync(driftless())["default"])
+    assert result["fits"].action == "created", result["fits"].reason          # 3 vCPU/12Gi: not a Consumption pair
+    assert result["too-big"].action == "failed" and "does not fit one node of profile 'general' (D4" in result["too-big"].reason
+    assert result["lost"].action == "failed" and "workload profile 'gpu' is not in the environment" in result["lost"].reason
+    assert aca.app(SUBSCRIPTION, GROUP, "too-big") is None and aca.app(SUBSCRIPTION, GROUP, "lost") is None
