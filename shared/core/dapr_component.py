@@ -190,8 +190,11 @@ def spec_hash(component: DaprComponent) -> str:
 
 def put_body(component: DaprComponent, live: dict[str, Any] | None) -> dict[str, Any]:
     """The PUT body (ARM replaces a component whole): Git's properties laid over the live ones, so a property Git
-    does not declare keeps its live value; lists Git declares (metadata, secrets, scopes) are Git's whole."""
+    does not declare keeps its live value (of live secrets, the Key Vault references ARM reports); lists Git
+    declares (metadata, secrets, scopes) are Git's whole."""
     kept = {k: v for k, v in ((live or {}).get("properties") or {}).items() if k in WRITABLE and v is not None}
+    if "secrets" in kept:       # only references can be sent again (ARM never returns a secret's value)
+        kept["secrets"] = [s for s in kept["secrets"] if isinstance(s, Mapping) and s.get("keyVaultUrl")]
     wanted: dict[str, Any] = dict(component.properties)
     if component.secrets is not None:
         wanted["secrets"] = [{"name": s.name, "keyVaultUrl": s.key_vault_url, "identity": s.identity}

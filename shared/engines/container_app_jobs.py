@@ -1,7 +1,7 @@
 """The Container Apps jobs engine: `Job` manifests of one `aca` Target into its resource group (ARM).
 
 plan = the live jobs of the Target's resource group (one paged GET) and, for each job Git declares
-that exists, its latest execution (one GET), compared with Git by
+that exists, its executions (one GET, for health), compared with Git by
 `shared.core.container_app_job.plan_jobs` under the App safety rules; reconcile = that plan applied
 with bounded concurrency through `shared.adapters.container_apps`. Anything that goes wrong with one
 job becomes that job's `failed` outcome; listing the live jobs failing raises (the caller retries
@@ -11,11 +11,9 @@ latest execution's status; a job that failed is never re-applied (that would not
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
-from shared.adapters import telemetry
 from shared.adapters.container_apps import ApplyFailed, ContainerApps, OperationInProgress, for_subscription
 from shared.config.settings import Settings
 from shared.core import container_app_job
@@ -25,7 +23,7 @@ from shared.core.image_policy import APP_CONTAINERS, Followed, followed
 from shared.core.manifests import FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
-from shared.engines.engine import VERDICTS, Progress, dry_run_outcome, failed, finish, new_result, verdict
+from shared.engines.engine import VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
 
 
 class ContainerAppJobsEngine:
@@ -61,12 +59,8 @@ class ContainerAppJobsEngine:
                                            only=only)
 
     def _latest(self, name: str) -> dict[str, Any] | None:
-        """The job's latest execution; a failure to read it is reported as an execution of Unknown status."""
-        try:
-            return container_app_job.latest_execution(self.aca.executions(self.target.resource_group, name))
-        except Exception as exc:  # health is best effort: the job itself is still planned
-            return {"name": "(unknown)", "properties": {"status": "Unknown",
-                                                        "message": f"executions unavailable: {exc}"[:300]}}
+        """The job's latest execution (None when it never ran); reading it failing raises, as listing does."""
+        return container_app_job.latest_execution(self.aca.executions(self.target.resource_group, name))
 
     def reconcile(self, revision: str, desired: list[Job], problems: list[Problem], *, dry_run: bool = False,
                   only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
@@ -77,17 +71,8 @@ class ContainerAppJobsEngine:
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:
         """Apply a plan made by `plan` (bounded concurrency; one job's failure never stops the others)."""
-        started = time.monotonic()
-        result = new_result(self.target, revision, dry_run)
-        result.degraded, result.prune = plan.degraded, plan.prune
-        result.problems = [p.to_dict() for p in problems]
-        total = len(plan.steps)
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply-job") as pool:
-            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
-                result.outcomes.append(outcome)
-                if progress:
-                    progress(len(result.outcomes), total, outcome)
-        return finish(result, started)
+        return apply_plan(self.target, revision, plan, problems, lambda step: self._apply(step, revision, dry_run),
+                          dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span="apply job")
 
     def followed(self, desired: list[Job]) -> list[Followed]:
         found = []
@@ -100,17 +85,6 @@ class ContainerAppJobsEngine:
         return found
 
     # --- one step ----------------------------------------------------------------------------
-    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
-        started = time.monotonic()
-        with telemetry.span("apply job", app=step.app, target=self.target.name, revision=revision,
-                            planned=step.kind) as span:
-            outcome = self._apply(step, revision, dry_run)
-            if span is not None:
-                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
-                                     "reason": outcome.reason[:500]})
-        outcome.duration_ms = int((time.monotonic() - started) * 1000)
-        return outcome
-
     def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
         if not step.writes:
             return verdict(step, revision)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping
 
-from shared.adapters import telemetry
 from shared.adapters.container_apps import ApplyFailed, ContainerApps, OperationInProgress, for_subscription
 from shared.config.settings import Settings
 from shared.core import container_app, sizes
@@ -24,15 +22,7 @@ from shared.core.aca_kinds import ACA_READERS
 from shared.core.manifests import App, FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step, make_plan
-from shared.engines.engine import (
-    VERDICTS,
-    Progress,
-    dry_run_outcome,
-    failed,
-    finish,
-    new_result,
-    verdict,
-)
+from shared.engines.engine import VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
 
 
 class ContainerAppsEngine:
@@ -69,17 +59,8 @@ class ContainerAppsEngine:
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:
         """Apply a plan made by `plan` (bounded concurrency; one app's failure never stops the others)."""
-        started = time.monotonic()
-        result = new_result(self.target, revision, dry_run)
-        result.degraded, result.prune = plan.degraded, plan.prune
-        result.problems = [p.to_dict() for p in problems]
-        total = len(plan.steps)
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
-            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
-                result.outcomes.append(outcome)
-                if progress:
-                    progress(len(result.outcomes), total, outcome)
-        return finish(result, started)
+        return apply_plan(self.target, revision, plan, problems, lambda step: self._apply(step, revision, dry_run),
+                          dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span="apply app")
 
     def followed(self, desired: list[App]) -> list[Followed]:
         found = []
@@ -92,17 +73,6 @@ class ContainerAppsEngine:
         return found
 
     # --- one step ----------------------------------------------------------------------------
-    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
-        started = time.monotonic()
-        with telemetry.span("apply app", app=step.app, target=self.target.name, revision=revision,
-                            planned=step.kind) as span:
-            outcome = self._apply(step, revision, dry_run)
-            if span is not None:
-                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
-                                     "reason": outcome.reason[:500]})
-        outcome.duration_ms = int((time.monotonic() - started) * 1000)
-        return outcome
-
     def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
         if not step.writes:
             return verdict(step, revision)

@@ -11,11 +11,8 @@ written) to warn about scopes that name no Dapr app id.
 """
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
-from shared.adapters import telemetry
 from shared.adapters.container_apps import ApplyFailed, ContainerApps, for_subscription
 from shared.adapters.status_store import Store
 from shared.config.settings import Settings
@@ -26,7 +23,7 @@ from shared.core.image_policy import Followed
 from shared.core.manifests import FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
-from shared.engines.engine import VERDICTS, Progress, dry_run_outcome, failed, finish, new_result, verdict
+from shared.engines.engine import VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
 
 DAPR = ("properties", "configuration", "dapr")
 """Where an App keeps its Dapr settings (`App.sections`)."""
@@ -98,34 +95,14 @@ class DaprComponentsEngine:
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:
         """Apply a plan made by `plan` (bounded concurrency; one component's failure never stops the others)."""
-        started = time.monotonic()
-        result = new_result(self.target, revision, dry_run)
-        result.degraded, result.prune = plan.degraded, plan.prune
-        result.problems = [p.to_dict() for p in problems]
-        total = len(plan.steps)
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply-dapr") as pool:
-            for outcome in pool.map(lambda step: self._timed(step, revision, dry_run), plan.steps):
-                result.outcomes.append(outcome)
-                if progress:
-                    progress(len(result.outcomes), total, outcome)
-        return finish(result, started)
+        return apply_plan(self.target, revision, plan, problems, lambda step: self._apply(step, revision, dry_run),
+                          dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span="apply dapr component")
 
     def followed(self, desired: list[Any]) -> list[Followed]:
         """Dapr components have no images."""
         return []
 
     # --- one step ----------------------------------------------------------------------------
-    def _timed(self, step: Step, revision: str, dry_run: bool) -> Outcome:
-        started = time.monotonic()
-        with telemetry.span("apply dapr component", app=step.app, target=self.target.name, revision=revision,
-                            planned=step.kind) as span:
-            outcome = self._apply(step, revision, dry_run)
-            if span is not None:
-                span.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
-                                     "reason": outcome.reason[:500]})
-        outcome.duration_ms = int((time.monotonic() - started) * 1000)
-        return outcome
-
     def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
         if not step.writes:
             return verdict(step, revision)

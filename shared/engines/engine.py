@@ -76,10 +76,43 @@ def failed(step: Step, revision: str, exc: Exception) -> Outcome:
                    [c.to_dict() for c in step.changes], revision)
 
 
+def apply_plan(target: Target, revision: str, plan: Plan, problems: list[Problem],
+               apply_step: Callable[[Step], Outcome], *, dry_run: bool, concurrency: int,
+               progress: Progress | None, span: str) -> PassResult:
+    """Carry out every step of `plan` with at most `concurrency` at once, each in a telemetry span named `span`
+    and timed; outcomes in plan order. `apply_step` turns one step into its outcome and never raises."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.adapters import telemetry
+
+    started = time.monotonic()
+    result = new_result(target, revision, dry_run)
+    result.degraded, result.prune = plan.degraded, plan.prune
+    result.problems = [p.to_dict() for p in problems]
+
+    def timed(step: Step) -> Outcome:
+        began = time.monotonic()
+        with telemetry.span(span, app=step.app, target=target.name, revision=revision, planned=step.kind) as trace:
+            outcome = apply_step(step)
+            if trace is not None:
+                trace.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                      "reason": outcome.reason[:500]})
+        outcome.duration_ms = int((time.monotonic() - began) * 1000)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
+        for outcome in pool.map(timed, plan.steps):
+            result.outcomes.append(outcome)
+            if progress:
+                progress(len(result.outcomes), len(plan.steps), outcome)
+    return finish(result, started)
+
+
 def finish(result: PassResult, started: float) -> PassResult:
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
 
 
-__all__ = ["Engine", "EngineFactory", "FileCache", "Progress", "VERDICTS", "dry_run_outcome", "failed", "finish",
+__all__ = ["Engine", "EngineFactory", "FileCache", "Progress", "VERDICTS", "apply_plan", "dry_run_outcome", "failed",
+           "finish",
            "new_result", "verdict"]

@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping, Protocol
 from shared.core.image_policy import Followed
 from shared.core.manifests import FileCache, Problem, Reader, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
-from shared.core.plan import Plan
-from shared.engines.engine import Engine, Progress, finish, new_result
+from shared.core.plan import Plan, Step, invalid_steps
+from shared.engines.engine import Engine, Progress, finish, new_result, verdict
 
 
 class KindEngine(Engine, Protocol):
@@ -56,6 +56,18 @@ class TargetEngine:
         kinds = (kind, *getattr(self.engines[kind], "reads", ()))
         return [o for o in desired if kind_of(o.key) in kinds]
 
+    def _unowned(self, problems: list[Problem], only: str | None) -> list[Step]:
+        """A `failed` step for each object of a kind no engine of this Target handles (say `kind: Foo`)."""
+        steps = invalid_steps([p for p in problems if p.app and kind_of(p.app) not in self.engines], set())
+        return [s for s in steps if only is None or s.app == only]
+
+    def _plans(self, revision: str, desired: list[Any], problems: list[Problem], only: str | None,
+               suspended: Iterable[str], backoff: Mapping[str, str] | None) -> dict[str, Plan]:
+        """Each kind engine's plan of its own objects (reads only), in the order the engines run."""
+        suspended = tuple(suspended)
+        return {kind: engine.plan(revision, self._objects(kind, desired), self._problems(kind, problems), only=only,
+                                  suspended=suspended, backoff=backoff) for kind, engine in self.engines.items()}
+
     @staticmethod
     def _problems(kind: str, problems: list[Problem]) -> list[Problem]:
         """All problems (any one degrades the pass); another kind's keep their place but lose their object key."""
@@ -63,10 +75,9 @@ class TargetEngine:
 
     def plan(self, revision: str, desired: list[Any], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
-        suspended = tuple(suspended)
-        plans = {kind: engine.plan(revision, self._objects(kind, desired), self._problems(kind, problems), only=only,
-                                   suspended=suspended, backoff=backoff) for kind, engine in self.engines.items()}
-        return Plan([s for p in plans.values() for s in p.steps], any(p.degraded for p in plans.values()),
+        plans = self._plans(revision, desired, problems, only, suspended, backoff)
+        steps = [s for p in plans.values() for s in p.steps] + self._unowned(problems, only)
+        return Plan(steps, any(p.degraded for p in plans.values()) or bool(problems),
                     merge_prune({kind: p.prune for kind, p in plans.items()}))
 
     def reconcile(self, revision: str, desired: list[Any], problems: list[Problem], *, dry_run: bool = False,
@@ -74,10 +85,9 @@ class TargetEngine:
                   progress: Progress | None = None) -> PassResult:
         """Plan every kind first (reads only), then apply kind by kind; progress counts across all of them."""
         started = time.monotonic()
-        suspended = tuple(suspended)
-        plans = {kind: engine.plan(revision, self._objects(kind, desired), self._problems(kind, problems),
-                                   only=only, suspended=suspended, backoff=backoff) for kind, engine in self.engines.items()}
-        total = sum(len(p.steps) for p in plans.values())
+        plans = self._plans(revision, desired, problems, only, suspended, backoff)
+        unowned = self._unowned(problems, only)
+        total = sum(len(p.steps) for p in plans.values()) + len(unowned)
         result = new_result(self.target, revision, dry_run)
         result.problems = [p.to_dict() for p in problems]
         done = 0
@@ -90,6 +100,11 @@ class TargetEngine:
             done += len(part.outcomes)
             result.outcomes += part.outcomes
             result.degraded = result.degraded or part.degraded
+        for step in unowned:
+            result.outcomes.append(verdict(step, revision))
+            if progress:
+                progress(len(result.outcomes), total, result.outcomes[-1])
+        result.degraded = result.degraded or bool(problems)
         result.prune = merge_prune({kind: p.prune for kind, p in plans.items()})
         return finish(result, started)
 

@@ -72,3 +72,29 @@ def test_prune_verdicts_merge_per_kind():
     assert merge_prune({"App": "on", "Job": "", "DaprComponent": "on"}) == "on"
     assert merge_prune({"App": "on", "Job": "prune refused: it would delete 1 of 1 owned jobs (all)"}) == (
         "App: on; Job: prune refused: it would delete 1 of 1 owned jobs (all)")
+
+
+def test_an_opted_in_job_follows_its_image_like_an_app(repo, aca):
+    from shared.core.image_policy import REPO
+
+    followed_job = copy.deepcopy(SCHEDULED)
+    followed_job["metadata"]["annotations"] = {REPO: "contoso/report"}
+    settings = make_settings(str(repo.path), aca)
+    engine = engine_for(settings, settings.default_target())
+    objects, problems = engine.load({"apps/job.yaml": yaml.safe_dump(followed_job).encode(),
+                                     "apps/web.yaml": app_yaml("web").encode()})
+    assert problems == []
+    [item] = engine.followed(objects)
+    assert (item.app, item.kind, item.name, item.image) == ("Job/nightly-report", "Job", "nightly-report",
+                                                            "myacr.azurecr.io/report:1.2.0")
+
+
+def test_a_kind_no_engine_handles_is_one_failed_outcome_that_names_the_kinds(repo, aca, driftless):
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.write("apps/odd.yaml", "apiVersion: driftless.io/v1alpha1\nkind: CronTab\nmetadata:\n  name: odd\n")
+    repo.commit()
+    result = sync(driftless())["default"]
+    odd = outcomes(result)["CronTab/odd"]
+    assert odd.action == "failed" and "unsupported kind 'CronTab'; allowed here: App, DaprComponent, Job" in \
+        odd.reason.replace("Job, Project", "Job")                              # (SynosCD's Project, when read)
+    assert outcomes(result)["web"].action == "created" and result.degraded
