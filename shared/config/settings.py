@@ -146,6 +146,9 @@ class Settings:
     feedback: str | None = _setting(
         "DRIFTLESS_FEEDBACK", "JSON: named configs saying where phase events and Driftless's own passes are reported "
         "([CI feedback](ci-feedback.md)); unset: no CI feedback.", FEEDBACK, None)
+    preview_comment: bool = _setting(
+        "DRIFTLESS_PREVIEW_COMMENT", "Also post a pull request's plan as one PR comment, updated in place on each "
+        "push (the check run driftless/plan is always posted).", FEEDBACK, True, read="flag")
     kubeconfig: str | None = _setting(
         "DRIFTLESS_KUBECONFIG", "A kubeconfig file used for `aks` Targets instead of credentials from ARM.",
         DEVELOPMENT, None, deployed=False)
@@ -169,8 +172,8 @@ class Settings:
             value = env.get(name, "").strip()
             return value or default
 
-        def flag(name: str) -> bool:
-            value = text(name, "false").lower()
+        def flag(name: str, default: bool) -> bool:
+            value = text(name, "true" if default else "false").lower()
             if value not in ("true", "false", "1", "0", "yes", "no"):
                 problems.append(f"{name} must be true or false, got {value!r}")
             return value in ("true", "1", "yes")
@@ -191,7 +194,7 @@ class Settings:
             if spec.read == "path":
                 return text(spec.env, default).strip("/")
             if spec.read == "flag":
-                return flag(spec.env)
+                return flag(spec.env, bool(default))
             if spec.read == "number":
                 return number(spec.env, default, spec.minimum)
             if spec.read == "whole":

@@ -39,6 +39,9 @@ SCALE_FIELDS = ("cooldownPeriod", "pollingInterval", "rules")
 CONTAINER_FIELDS = ("probes", "volumeMounts")
 """Per-container fields (init containers take volumeMounts only)."""
 
+USER_IDENTITY_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+$",
+    re.IGNORECASE)
 REVISION_SUFFIX = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 SCALE_RULE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 TRIGGERS = ("http", "tcp", "azureQueue", "custom")
@@ -298,6 +301,18 @@ class Sections:
         for i, item in enumerate(settings):
             if isinstance(item, Mapping) and item.get("identity") is not None:
                 self._identity(item["identity"], ("spec", "identitySettings", i, "identity"))
+
+    def identity_uses(self, spec: Mapping[str, Any]) -> None:
+        """Every Key Vault secret (default `system`) and registry of `spec` uses an identity the app has: ARM
+        refuses the resource otherwise."""
+        for field_name, default in (("secrets", "system"), ("registries", None)):
+            items = spec.get(field_name)
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                if not isinstance(item, Mapping) or (field_name == "secrets" and "keyVaultUrl" not in item):
+                    continue                            # a plaintext secret is refused on its own
+                used = item.get("identity", default)
+                if isinstance(used, str) and (used == "system" or USER_IDENTITY_ID.fullmatch(used)):
+                    self._identity(used, ("spec", field_name, i, "identity"))
 
     def _identity(self, value: Any, path: Path) -> None:
         if value == "system":

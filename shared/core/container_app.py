@@ -1,13 +1,15 @@
 """How an `App` looks in ARM, and how a live Container App compares with it. No I/O.
 
-Git owns the fields a manifest declares and nothing else: the containers (by name), and
-each optional section (`secrets`, `registries`, `identity`, `ingress`, `scale`) only when
-the manifest has it. Updates are JSON merge patches of exactly those fields, built on the
-live containers, so tags from Azure Policy, probes or scale rules set in the portal, and any
-other property Git does not mention survive. Probes are never compared, so the TCP probes ACA adds
-to an app with ingress are not drift; they are left out of a patch only when Git moves the ingress
-port (ACA then adds them for the new port). The identity type is sent as ARM's exact enum value
-(`SystemAssigned,UserAssigned`, no space).
+Git owns the fields a manifest declares and nothing else: the containers (by name), each
+optional section (`secrets`, `registries`, `identity`, `ingress`, `scale`) only when the manifest
+has it, and the ARM fragments of `App.sections` and each container's `extra` (probes, volume
+mounts), compared by the rules of `shared.core.arm_json` (named lists by key, declared fields
+only, enums in ARM's casing). Updates are JSON merge patches of exactly those fields laid over the
+live app, so tags from Azure Policy, scale rules set in the portal, and any other property Git does
+not mention survive. Probes are compared only for the types Git declares, so the TCP probes ACA
+adds to an app with ingress are not drift; they are left out of a patch only when Git moves the
+ingress port (ACA then adds them for the new port). The identity type is sent as ARM's exact enum
+value (`SystemAssigned,UserAssigned`, no space).
 """
 from __future__ import annotations
 

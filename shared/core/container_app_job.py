@@ -39,7 +39,6 @@ from shared.core.manifests import (
     Identity,
     Problem,
     Registry,
-    USER_IDENTITY_ID,
     SecretRef,
     Target,
     _check_size,
@@ -196,12 +195,7 @@ def read_job(doc: Any, check: _Check) -> Job | None:
                           for i, container in enumerate(group)
                           for j, mount in enumerate(container.extra.get("volumeMounts") or ()))
     registries = _read_registries(spec.get("registries"), check, secrets)
-    for field_name, default in (("secrets", "system"), ("registries", None)):   # ARM refuses an identity the job
-        items = spec.get(field_name)                                             # does not have: say so first
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            used = item.get("identity", default) if isinstance(item, Mapping) else None
-            if isinstance(used, str) and (used == "system" or USER_IDENTITY_ID.fullmatch(used)):
-                sections._identity(used, ("spec", field_name, i, "identity"))
+    sections.identity_uses(spec)
     if not name or TRIGGER_TYPE not in sections.owned:
         return None
     return Job(name=name, containers=containers, file=check.file, document=check.document,

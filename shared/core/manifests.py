@@ -655,6 +655,7 @@ def _read_app(doc: Any, check: _Check) -> App | None:
                           for i, container in enumerate(group)
                           for j, mount in enumerate(container.extra.get("volumeMounts") or ()))
     registries = _read_registries(spec.get("registries"), check, secrets)
+    sections.identity_uses(spec)
     ingress = _read_ingress(spec.get("ingress"), check, synoscd, sections)
     scale = _read_scale(spec.get("scale"), check, sections)
     app = App(

@@ -101,6 +101,8 @@ CASES = [
      "spec.initContainers", "not an allowed CPU/memory combination"),
     ("identity settings for an identity the app lacks", lambda s: s["identitySettings"].append(
         {"identity": "system", "lifecycle": "Sometimes"}), "spec.identitySettings[1].lifecycle", "allowed: All, Init, Main, None"),
+    ("a Key Vault secret read by an identity the app lacks", lambda s: s["identity"].update(type="UserAssigned"),
+     "spec.secrets[0].identity", "'system' needs spec.identity with type SystemAssigned"),
     ("revision suffix with capitals", lambda s: s.update(revisionSuffix="V2"),
      "spec.revisionSuffix", "lowercase letters"),
     ("termination grace below zero", lambda s: s.update(terminationGracePeriodSeconds=-1),
