@@ -19,13 +19,9 @@ import yaml
 from shared.adapters.key_vault import Secrets
 from shared.config import reference
 from shared.config.settings import Setting, Settings, described
-from shared.core.kube_manifests import load_objects
-from shared.core.manifests import (
-    API_VERSION,
-    SYNOSCD_API_VERSION,
-    load_apps,
-    load_targets,
-)
+from shared.core import kube_manifests, manifests
+from shared.core.aca_kinds import ACA_READERS
+from shared.core.manifests import API_VERSION, SYNOSCD_API_VERSION, PROJECT_KIND, load_targets
 from tests.test_infra import RecordingEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,19 +210,39 @@ def _yaml_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
+ACA_KINDS = {(version, kind) for version in (API_VERSION, SYNOSCD_API_VERSION) for kind in ACA_READERS}
+"""(apiVersion, kind) of the documents an aca Target's path holds; anything else is a Target or Kubernetes."""
+
+
 @pytest.mark.parametrize("where, block", _yaml_blocks(), ids=[w for w, _ in _yaml_blocks()])
 def test_manifests_shown_in_the_docs_are_valid(where, block):
-    """Every complete manifest in a ```yaml block passes the validation the product runs."""
+    """Every complete manifest in a ```yaml block passes the validation the product runs: Targets as Target
+    manifests, the kinds of an aca Target's path (App, Job, DaprComponent, Project) read together as one folder,
+    anything else as Kubernetes objects. A Project is not an object of its own: it shapes the Apps it covers."""
     documents = [d for d in yaml.safe_load_all(block) if isinstance(d, dict) and "apiVersion" in d]
     if not documents:
         pytest.skip("a fragment, not a manifest")
     data = {f"{where}.yaml": block.encode()}
     kinds = {(d["apiVersion"], d.get("kind")) for d in documents}
-    if kinds <= {(API_VERSION, "App"), (SYNOSCD_API_VERSION, "App")}:
-        found, problems = load_apps(data)
-    elif kinds == {(API_VERSION, "Target")}:
+    if kinds == {(API_VERSION, "Target")}:
         found, problems = load_targets(data, default_subscription=SUBSCRIPTION)
+    elif kinds <= ACA_KINDS:
+        found, problems = manifests.load_objects(data, ACA_READERS)
     else:
-        found, problems = load_objects(data, namespace="default")
+        found, problems = kube_manifests.load_objects(data, namespace="default")
     assert not problems, [str(p) for p in problems]
-    assert len(found) == len(documents)
+    assert len(found) == len([d for d in documents if d.get("kind") != PROJECT_KIND])
+
+
+def test_the_complete_examples_in_manifests_md_are_the_bundled_ones():
+    """The complete App, Job and DaprComponent shown in docs/manifests.md are examples/apps/ as `make run` applies
+    them (compared as YAML, comments aside), and every kind an aca Target reads has its section."""
+    page = (DOCS / "manifests.md").read_text(encoding="utf-8")
+    shown = [d for where, block in _yaml_blocks() if where.startswith("docs/manifests.md#")
+             for d in yaml.safe_load_all(block)]
+    for name in ("orders", "nightly-report", "orders-pubsub"):
+        example = yaml.safe_load((ROOT / "examples" / "apps" / f"{name}.yaml").read_text(encoding="utf-8"))
+        assert example in shown, f"docs/manifests.md does not show examples/apps/{name}.yaml as it is"
+        assert f"(../examples/apps/{name}.yaml)" in page
+    headings = {h.strip() for h in _HEADING.findall(_prose(DOCS / "manifests.md"))}
+    assert set(ACA_READERS) | {"Target"} <= headings, "docs/manifests.md needs a section per manifest kind"
