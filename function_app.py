@@ -11,6 +11,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 RECONCILE_QUEUE = "reconcile-jobs"  # the names in shared/core/queues.py; a test keeps them equal
 PHASE_QUEUE = "phase-events"
 IMAGE_QUEUE = "image-updates"
+PREVIEW_QUEUE = "plan-previews"
 
 
 def _driftless():
@@ -109,3 +110,9 @@ def scheduled_image_updates(timer: func.TimerRequest) -> None:
 def image_update_worker(msg: func.QueueMessage) -> None:
     """Run one image update job; raising hands the message back to the host for a retry."""
     _driftless().images.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=PREVIEW_QUEUE, connection="AzureWebJobsStorage")
+def plan_preview_worker(msg: func.QueueMessage) -> None:
+    """Plan one pull request head and post the check run and comment; raising hands the message back for a retry."""
+    _driftless().previews.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)

@@ -5,7 +5,12 @@ GitHub routes follow api.github.com's paths (PyGithub uses them with `base_url=<
 `GET /repos/{owner}/{repo}/commits/{sha}`, `POST /repos/{owner}/{repo}/statuses/{sha}`,
 `POST /repos/{owner}/{repo}/dispatches`, and for image updates `GET /repos/{owner}/{repo}/branches/{branch}`,
 `GET /repos/{owner}/{repo}/actions/runs?head_sha=`, `GET|PUT /repos/{owner}/{repo}/contents/{path}` (the PUT
-answers 409 when `sha` is not the file's current blob SHA, as GitHub does). Azure DevOps routes live under
+answers 409 when `sha` is not the file's current blob SHA, as GitHub does); for plan previews the Checks API
+(`POST /repos/{owner}/{repo}/check-runs`, `PATCH .../check-runs/{id}`, `GET .../commits/{ref}/check-runs`,
+`GET .../check-runs/{id}/annotations`: 422 for more than 50 annotations in one request, for `completed` without a
+conclusion or an output without title and summary; annotations are appended on each update) and issue comments
+(`GET|POST .../issues/{number}/comments`, `PATCH .../issues/comments/{id}`). `rate_limited[kind] = n` answers the
+next n calls of a route with GitHub's secondary rate limit (403 with `Retry-After`). Azure DevOps routes live under
 `/{org}/...` as on dev.azure.com. Subscribers: `POST /subscribers/{name}` (no authentication).
 
 Authentication, as the services do it: a GitHub call without `Authorization: token|Bearer <token>` is 401
@@ -14,7 +19,7 @@ Authentication, as the services do it: a GitHub call without `Authorization: tok
 Azure DevOps answers a browser-style 203 with its HTML sign-in page, or, when the client sends
 `X-TFS-FedAuthRedirect: Suppress`, 401 with a `WWW-Authenticate` challenge and `TF400813`.
 
-Pagination, where GitHub paginates what Driftless reads (hooks, workflow runs): `per_page` (default 30, at most
+Pagination, where GitHub paginates what Driftless reads (hooks, workflow runs, check runs, annotations, comments): `per_page` (default 30, at most
 100) and `page`, with a `Link` header naming `prev`, `next`, `last` and `first` pages as api.github.com does.
 Azure DevOps pull request lists honour `$top` (default 100) and `$skip`, newest first, and
 `searchCriteria.queryTimeRangeType=closed` with `searchCriteria.minTime`.
@@ -63,6 +68,11 @@ class CiStub:
     #                                                 writes just before our next PUT of that file lands
     hooks: dict[int, dict[str, Any]] = field(default_factory=dict)        # id -> hook as GitHub returns it
     hook_secrets: dict[int, str] = field(default_factory=dict)            # id -> secret (GitHub never returns it)
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)       # id -> check run as GitHub returns it
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # check run id -> annotations
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)       # id -> issue comment (with "issue")
+    rate_limited: dict[str, int] = field(default_factory=dict)  # route kind -> how many calls get a secondary
+    #                                                             rate limit (403 + Retry-After) before it passes
     token: str | None = None             # the GitHub token calls must carry (None: any token, but one)
     azdo_token: str | None = None        # the Azure DevOps PAT calls must carry (None: any, but one)
     url: str = ""
@@ -117,6 +127,11 @@ class CiStub:
             return refused
         if kind in self.failing:
             return self.failing[kind], {"message": "injected failure"}, {}
+        if self.rate_limited.get(kind):
+            self.rate_limited[kind] -= 1
+            return 403, {"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                                    "try again.", "documentation_url": f"{GITHUB_DOCS}/overview/rate-limits-for-the-"
+                                    "rest-api#about-secondary-rate-limits", "status": "403"}, {"Retry-After": "60"}
         match = next((m for k, pattern in _ROUTES if k == kind and (m := pattern.match(parts.path))), None)
         if match is None:
             return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}, {}
@@ -268,6 +283,123 @@ class CiStub:
                 "sha": blob_sha(data), "path": path, "name": path.rsplit("/", 1)[-1],
                 "url": f"{self.url}/repos/{owner}/{repo}/contents/{path}"}
 
+    # --- GitHub Checks API (docs.github.com/rest/checks/runs) -------------------------------
+    def _github_check_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo = match.groups()
+        refused = _check_run_refusal(body, creating=True)
+        if refused:
+            return 422, {"message": refused, "documentation_url": f"{GITHUB_DOCS}/checks/runs#create-a-check-run",
+                         "status": "422"}
+        number = max(self.check_runs, default=0) + 1
+        url = f"{self.url}/repos/{owner}/{repo}/check-runs/{number}"
+        self.check_runs[number] = {
+            "id": number, "node_id": f"CR_{number}", "head_sha": body["head_sha"], "external_id": "",
+            "url": url, "html_url": f"{self.url}/{owner}/{repo}/runs/{number}", "details_url": None,
+            "status": "queued", "conclusion": None, "started_at": _now(), "completed_at": None,
+            "output": {"title": None, "summary": None, "text": None, "annotations_count": 0,
+                       "annotations_url": f"{url}/annotations"},
+            "name": body["name"], "check_suite": {"id": 1}, "app": {"id": 1, "slug": "driftless", "name": "Driftless"},
+            "pull_requests": []}
+        self.annotations[number] = []
+        return 201, self._update_check_run(number, body)
+
+    def _github_check_update(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        number = int(match.group(3))
+        if number not in self.check_runs:
+            return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}
+        refused = _check_run_refusal(body or {}, creating=False)
+        if refused:
+            return 422, {"message": refused, "documentation_url": f"{GITHUB_DOCS}/checks/runs#update-a-check-run",
+                         "status": "422"}
+        return 200, self._update_check_run(number, body or {})
+
+    def _update_check_run(self, number: int, body: dict[str, Any]) -> dict[str, Any]:
+        """Apply a create or update body: fields replace, annotations are appended (as GitHub does)."""
+        run = self.check_runs[number]
+        for name in ("name", "details_url", "external_id", "status", "started_at", "conclusion", "completed_at"):
+            if name in body:
+                run[name] = body[name]
+        if body.get("conclusion") and "status" not in body:
+            run["status"] = "completed"
+        if run["status"] == "completed" and not run["completed_at"]:
+            run["completed_at"] = _now()
+        if run["status"] != "completed":
+            run["conclusion"], run["completed_at"] = None, None
+        output = body.get("output")
+        if output:
+            run["output"].update({k: output.get(k) for k in ("title", "summary", "text") if k in output})
+            self.annotations[number] += list(output.get("annotations") or [])
+            run["output"]["annotations_count"] = len(self.annotations[number])
+        return run
+
+    def _github_check_get(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        run = self.check_runs.get(int(match.group(3)))
+        return (200, run) if run else (404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"})
+
+    def _github_check_runs_for_ref(self, match: re.Match, body: Any,
+                                   query: dict[str, list[str]]) -> tuple[int, Any, dict]:
+        owner, repo, ref = match.groups()
+        name = query.get("check_name", [None])[0]
+        status = query.get("status", [None])[0]
+        runs = [r for r in self.check_runs.values() if r["head_sha"] == ref and name in (None, r["name"])
+                and status in (None, r["status"])]
+        if query.get("filter", ["latest"])[0] == "latest":        # the most recent run of each name
+            newest: dict[str, dict[str, Any]] = {}
+            for run in runs:
+                newest[run["name"]] = run if run["id"] > newest.get(run["name"], {"id": 0})["id"] else newest[run["name"]]
+            runs = list(newest.values())
+        runs.sort(key=lambda r: r["id"], reverse=True)
+        page, headers = self._page(runs, f"/repos/{owner}/{repo}/commits/{ref}/check-runs", query)
+        return 200, {"total_count": len(runs), "check_runs": page}, headers
+
+    def _github_check_annotations(self, match: re.Match, body: Any,
+                                  query: dict[str, list[str]]) -> tuple[int, Any, dict]:
+        owner, repo, number = match.groups()
+        if int(number) not in self.check_runs:
+            return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}, {}
+        found = [{**a, "blob_href": f"{self.url}/{owner}/{repo}/blob/{self.check_runs[int(number)]['head_sha']}/"
+                  f"{a['path']}", "raw_details": a.get("raw_details")} for a in self.annotations[int(number)]]
+        page, headers = self._page(found, f"/repos/{owner}/{repo}/check-runs/{number}/annotations", query)
+        return 200, page, headers
+
+    # --- GitHub issue comments (docs.github.com/rest/issues/comments) -----------------------
+    def _github_comments(self, match: re.Match, body: Any, query: dict[str, list[str]]) -> tuple[int, Any, dict]:
+        owner, repo, number = match.groups()
+        found = [self._public_comment(c) for c in sorted(self.comments.values(), key=lambda c: c["id"])
+                 if c["issue"] == (f"{owner}/{repo}", int(number))]
+        page, headers = self._page(found, f"/repos/{owner}/{repo}/issues/{number}/comments", query)
+        return 200, page, headers
+
+    def _github_comment_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo, number = match.groups()
+        refused = _comment_refusal(body)
+        if refused:
+            return 422, refused
+        ident = max(self.comments, default=0) + 1
+        url = f"{self.url}/repos/{owner}/{repo}/issues/comments/{ident}"
+        self.comments[ident] = {"id": ident, "node_id": f"IC_{ident}", "url": url,
+                                "html_url": f"{self.url}/{owner}/{repo}/pull/{number}#issuecomment-{ident}",
+                                "body": body["body"], "user": {"login": "driftless[bot]", "id": 1, "type": "Bot"},
+                                "created_at": _now(), "updated_at": _now(),
+                                "issue_url": f"{self.url}/repos/{owner}/{repo}/issues/{number}",
+                                "author_association": "NONE", "issue": (f"{owner}/{repo}", int(number))}
+        return 201, self._public_comment(self.comments[ident])
+
+    def _github_comment_edit(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        owner, repo, ident = match.groups()
+        comment = self.comments.get(int(ident))
+        if comment is None or comment["issue"][0] != f"{owner}/{repo}":
+            return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}
+        refused = _comment_refusal(body)
+        if refused:
+            return 422, refused
+        comment.update(body=body["body"], updated_at=_now())
+        return 200, self._public_comment(comment)
+
+    @staticmethod
+    def _public_comment(comment: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in comment.items() if k != "issue"}
+
     # --- Azure DevOps ------------------------------------------------------------------------
     def _azdo_status(self, match: re.Match, body: Any) -> tuple[int, Any]:
         return 201, body
@@ -326,6 +458,14 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("github_runs", re.compile(r"^/repos/([^/]+)/([^/]+)/actions/runs$")),
     ("github_contents_get", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
     ("github_contents_put", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
+    ("github_check_create", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs$")),
+    ("github_check_update", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$")),
+    ("github_check_get", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$")),
+    ("github_check_annotations", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)/annotations$")),
+    ("github_check_runs_for_ref", re.compile(r"^/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs$")),
+    ("github_comments", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")),
+    ("github_comment_create", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")),
+    ("github_comment_edit", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")),
     ("azdo_status", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)/statuses$")),
     ("azdo_commit", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)$")),
     ("azdo_pr_properties", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/pullRequests/(\d+)/properties$")),
@@ -334,12 +474,15 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("azdo_plan", re.compile(r"^/.+/_apis/distributedtask/hubs/build/plans/([^/]+)$")),
     ("subscriber", re.compile(r"^/subscribers/([^/]+)$")),
 )
-_QUERIED = {"github_hooks", "github_runs", "github_contents_get", "azdo_pr_list"}
+_QUERIED = {"github_hooks", "github_runs", "github_contents_get", "azdo_pr_list", "github_check_runs_for_ref",
+            "github_check_annotations", "github_comments"}
 _METHODS = {"github_repo": "GET", "github_hooks": "GET", "github_hook_create": "POST", "github_hook_edit": "PATCH",
             "github_hook_ping": "POST", "github_commit": "GET", "github_status": "POST", "github_dispatch": "POST", "github_branch": "GET",
             "github_runs": "GET", "github_contents_get": "GET", "github_contents_put": "PUT", "azdo_status": "POST",
             "azdo_commit": "GET", "azdo_pr_properties": "GET", "azdo_pr_list": "GET", "azdo_plan_event": "POST",
-            "azdo_plan": "GET", "subscriber": "POST"}
+            "azdo_plan": "GET", "subscriber": "POST", "github_check_create": "POST", "github_check_update": "PATCH",
+            "github_check_get": "GET", "github_check_annotations": "GET", "github_check_runs_for_ref": "GET",
+            "github_comments": "GET", "github_comment_create": "POST", "github_comment_edit": "PATCH"}
 
 
 def _kind(method: str, path: str) -> str:
@@ -356,3 +499,66 @@ def _moment(text: str) -> datetime:
 def blob_sha(data: bytes) -> str:
     """Git's blob SHA of `data`, as the contents API reports it."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+_CHECK_STATUSES = ("queued", "in_progress", "completed")
+_CONCLUSIONS = ("action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out")
+_LEVELS = ("notice", "warning", "failure")
+MAX_ANNOTATIONS = 50
+"""GitHub's cap on annotations per create or update request of a check run."""
+MAX_SUMMARY = 65535
+MAX_COMMENT = 65536
+
+
+def _check_run_refusal(body: Any, *, creating: bool) -> str | None:
+    """GitHub's 422 reason for a check run body it refuses, or None (the rules of "Create a check run")."""
+    if not isinstance(body, dict):
+        return "Invalid request.\n\nBody must be a JSON object."
+    required = ("name", "head_sha") if creating else ()
+    for name in required:
+        if not isinstance(body.get(name), str) or not body[name]:
+            return f'Invalid request.\n\n"{name}" wasn\'t supplied.'
+    if "status" in body and body["status"] not in _CHECK_STATUSES:
+        return f"Invalid request.\n\nFor 'properties/status', \"{body['status']}\" is not a member of {list(_CHECK_STATUSES)}."
+    if "conclusion" in body and body["conclusion"] not in _CONCLUSIONS:
+        return f"Invalid request.\n\nFor 'properties/conclusion', \"{body['conclusion']}\" is not a member of the enum."
+    if (body.get("status") == "completed" or body.get("completed_at")) and not body.get("conclusion"):
+        return "Invalid request.\n\n\"conclusion\" is required when \"status\" is \"completed\"."
+    output = body.get("output")
+    if output is None:
+        return None
+    if not isinstance(output, dict) or not isinstance(output.get("title"), str) or \
+            not isinstance(output.get("summary"), str):
+        return "Invalid request.\n\n\"title\", \"summary\" weren't supplied."
+    if len(output["summary"]) > MAX_SUMMARY:
+        return f"Invalid request.\n\nOnly {MAX_SUMMARY} characters are allowed; {len(output['summary'])} were supplied."
+    notes = output.get("annotations") or []
+    if len(notes) > MAX_ANNOTATIONS:
+        return (f"Invalid request.\n\nFor 'properties/annotations', {len(notes)} items were supplied; "
+                f"at most {MAX_ANNOTATIONS} annotations are allowed per request.")
+    for note in notes:
+        missing = [k for k in ("path", "start_line", "end_line", "annotation_level", "message") if note.get(k) in (None, "")]
+        if missing:
+            return f"Invalid request.\n\n{', '.join(repr(m) for m in missing)} wasn't supplied."
+        if note["annotation_level"] not in _LEVELS:
+            return f"Invalid request.\n\nFor 'annotation_level', {note['annotation_level']!r} is not a member of {list(_LEVELS)}."
+        if ("start_column" in note or "end_column" in note) and note["start_line"] != note["end_line"]:
+            return "Invalid request.\n\nstart_column and end_column are only allowed when start_line equals end_line."
+    return None
+
+
+def _comment_refusal(body: Any) -> dict[str, Any] | None:
+    if not isinstance(body, dict) or not isinstance(body.get("body"), str) or not body["body"]:
+        return {"message": "Invalid request.\n\n\"body\" wasn't supplied.", "documentation_url": GITHUB_DOCS,
+                "status": "422"}
+    if len(body["body"]) > MAX_COMMENT:
+        return {"message": "Validation Failed", "errors": [{"resource": "IssueComment", "code": "custom",
+                "field": "body", "message": f"body is too long (maximum is {MAX_COMMENT} characters)"}],
+                "documentation_url": GITHUB_DOCS, "status": "422"}
+    return None
+
+
+def _now() -> str:
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

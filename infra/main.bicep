@@ -149,7 +149,7 @@ var allTags = union(tags, {
 })
 
 // The queue and table names the code uses (shared/core/queues.py: RECONCILE_QUEUE, PHASE_QUEUE for
-// the Flux/Argo phase callbacks, IMAGE_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
+// the Flux/Argo phase callbacks, IMAGE_QUEUE, PREVIEW_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
 // after host.json's maxDequeueCount.
 var queueNames = [
   'reconcile-jobs'
@@ -158,6 +158,8 @@ var queueNames = [
   'phase-events-poison'
   'image-updates'
   'image-updates-poison'
+  'plan-previews'
+  'plan-previews-poison'
 ]
 var statusTable = 'driftless'
 var deploymentContainer = 'app-package'

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from shared.adapters.github import DEFAULT_EVENTS
 from shared.config.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -49,8 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("path", nargs="?", help="a local folder or file (default: the repository's Targets at the branch head)")
     validate.set_defaults(run=cmd_validate)
 
-    diff = commands.add_parser("diff", parents=[output], help="show what a sync would change (no writes)")
+    diff = commands.add_parser("diff", help="show what a sync would change (no writes)")
+    diff.add_argument("-o", "--output", choices=("table", "json", "yaml", "markdown"), default="table",
+                      help="markdown: exactly the summary of the pull request check run driftless/plan")
     diff.add_argument("--app", help="only this app")
+    diff.add_argument("--revision", help="plan this commit, branch or ref (e.g. refs/pull/7/head) as a pull request "
+                                         "preview does: the Targets it changes compared with the branch head")
     diff.set_defaults(run=cmd_diff)
 
     sync = commands.add_parser("sync", parents=[output], help="reconcile every Target once")
@@ -79,8 +84,10 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--url", default=os.environ.get("DRIFTLESS_WEBHOOK_URL"),
                                  help="the webhook URL (default: DRIFTLESS_WEBHOOK_URL; the Bicep output WEBHOOK_URL)")
         if verb == "register":
-            command.add_argument("--events", default="push", help="comma-separated events (default: push; "
-                                 "app repositories for image updates: push,workflow_run)")
+            command.add_argument("--events", default=",".join(DEFAULT_EVENTS),
+                                 help=f"comma-separated events (default: {','.join(DEFAULT_EVENTS)}: reconciles and "
+                                      "pull request plan previews; app repositories for image updates: "
+                                      "push,workflow_run)")
             command.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
         command.set_defaults(run=cmd_webhook)
 
@@ -195,18 +202,54 @@ def _unreadable(path: Path, exc: OSError) -> str:
     return f"cannot be read: {exc.strerror or exc}"
 
 
+def _revision(source, name: str) -> str:
+    """A commit SHA as is; a full ref (`refs/pull/7/head`) or a branch name resolved in the manifests repository."""
+    import re
+
+    if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", name):
+        return name
+    sha = source.resolve(name if name.startswith("refs/") else f"refs/heads/{name}")
+    if sha is None:
+        raise LookupError(f"no branch or ref {name!r} in {source.display_url}")
+    return sha
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
+    from shared.core.preview import Preview, TargetPreview, summary
+    from shared.services.previews import plan_preview
+
     reconciler = _reconciler()
-    revision, targets, problems = _targets(reconciler)
+    if args.revision:
+        try:
+            revision = _revision(reconciler.source, args.revision)
+        except LookupError as exc:
+            print(f"driftless: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        preview = plan_preview(reconciler, revision, suspended=_runtime_suspensions(), only=args.app)
+        for problem in preview.target_problems:
+            print(f"driftless: Target manifest: {problem}", file=sys.stderr)
+        problems = preview.problems
+    else:
+        revision, targets, problems = _targets(reconciler)
+        from datetime import datetime, timezone
+
+        preview = Preview(head=revision, base_revision=revision,
+                          live_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        for target in targets:
+            desired_problems = reconciler.desired(target, revision)[1]
+            preview.targets.append(TargetPreview(target.name, target.type,
+                                                 reconciler.plan(target, revision, only=args.app), desired_problems))
+    if args.output == "markdown":
+        print(summary(preview))
+        return EXIT_FAILED if problems else EXIT_OK
     rows = []
-    for target in targets:
-        plan = reconciler.plan(target, revision, only=args.app)
+    for target, plan in ((t.target, t.plan) for t in preview.targets if t.plan):
         for step in plan.steps:
             if step.kind == "update":
-                rows += [{"target": target.name, "app": step.app, "action": "update", "path": c.path,
+                rows += [{"target": target, "app": step.app, "action": "update", "path": c.path,
                           "desired": c.desired, "live": c.live} for c in step.changes]
             elif step.kind != "unchanged":
-                rows.append({"target": target.name, "app": step.app, "action": step.kind, "path": "",
+                rows.append({"target": target, "app": step.app, "action": step.kind, "path": "",
                              "desired": None, "live": None, "reason": step.reason})
     if args.output == "table":
         _table(rows, ("target", "app", "action", "path", "desired", "live"))

@@ -5,7 +5,8 @@ answered: bad input is a 4xx with a JSON reason (the services return it), an out
 depends on (the Function App's storage, Key Vault, the manifests repository, GitHub) or a misconfiguration
 is a 503 with a JSON reason, and nothing is a 500 by design. The webhook is verified once here (size, HMAC
 signature, delivery id, JSON, the types of the fields read) and routed by event: pushes to the manifests
-repository go to the reconcile pipeline, app repository pushes and `workflow_run` to image updates.
+repository go to the reconcile pipeline, app repository pushes and `workflow_run` to image updates,
+`pull_request` and `check_run` (re-run of `driftless/plan`) to plan previews.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from shared.core.feedback_config import FeedbackConfigError
 from shared.core.reply import Reply, shown
 from shared.core.webhook import (
     MAX_BODY,
+    BadEvent,
     check_delivery,
     check_event,
     ignore_reason,
@@ -36,6 +38,7 @@ from shared.services.ci_feedback import Callbacks
 from shared.services.context import Context
 from shared.services.image_updates import ImageUpdates
 from shared.services.pipeline import Pipeline
+from shared.services.previews import Previews
 
 log = logging.getLogger("driftless.webhook")
 
@@ -66,6 +69,7 @@ class Driftless:
         self.pipeline = Pipeline(self.context)
         self.callbacks = Callbacks(self.context)
         self.images = ImageUpdates(self.context)
+        self.previews = Previews(self.context)
 
     def github_webhook(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """Verify, then route a GitHub event. Never acts on an unsigned body."""
@@ -95,6 +99,11 @@ class Driftless:
             return Reply(200, {"ok": "pong"})
         if self.images.handles(event, payload):
             return self.images.webhook(event, payload, delivery)
+        if self.previews.handles(event):
+            try:
+                return self.previews.webhook(event, payload, delivery)
+            except BadEvent as exc:
+                return Reply(400, {"error": str(exc)})
         if event != "push":
             return Reply(202, {"ignored": f"event {shown(event)} is not handled"})
         push = parse_push(payload)

@@ -54,11 +54,14 @@ def test_function_app_imports_only_stdlib_and_azure_functions_at_module_level():
 
 
 def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
-    from shared.core.queues import IMAGE_QUEUE, PHASE_QUEUE, RECONCILE_QUEUE
+    from shared.core.queues import IMAGE_QUEUE, PHASE_QUEUE, PREVIEW_QUEUE, RECONCILE_QUEUE
 
     assert set(FUNCTIONS) == {"scheduled_reconcile", "github_webhook", "reconcile_worker", "manual_reconcile",
                               "status", "suspend_app", "resume_app", "health", "gitops_phase", "phase_forwarder",
-                              "abandoned_pull_requests", "scheduled_image_updates", "image_update_worker"}
+                              "abandoned_pull_requests", "scheduled_image_updates", "image_update_worker",
+                              "plan_preview_worker"}
+    previews = next(b for b in FUNCTIONS["plan_preview_worker"].get_bindings() if b.type == "queueTrigger")
+    assert previews.queue_name == PREVIEW_QUEUE == function_app.PREVIEW_QUEUE
     phases = next(b for b in FUNCTIONS["phase_forwarder"].get_bindings() if b.type == "queueTrigger")
     assert phases.queue_name == PHASE_QUEUE == function_app.PHASE_QUEUE
     queue = next(b for b in FUNCTIONS["reconcile_worker"].get_bindings() if b.type == "queueTrigger")

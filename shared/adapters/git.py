@@ -96,6 +96,14 @@ class GitSource:
 
     def head(self) -> str:
         """The commit SHA at the branch head (one ref lookup)."""
+        sha = self.resolve(self.ref.decode())
+        if sha is None:
+            raise SourceError(f"branch '{self.branch}' not found in {self.display_url}")
+        return sha
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit SHA a full ref name (`refs/heads/main`, `refs/pull/7/head`) points to, or None when the
+        repository has no such ref (one ref lookup). `read` then fetches that SHA."""
         self.stats.ref_lookups += 1
         try:
             if _is_local(self.url):
@@ -107,10 +115,8 @@ class GitSource:
             raise
         except Exception as exc:  # dulwich raises many types; none may leak a credential
             raise SourceError(f"cannot list branches of {self.display_url}: {_describe(exc, self)}") from None
-        sha = refs.get(self.ref)
-        if sha is None:
-            raise SourceError(f"branch '{self.branch}' not found in {self.display_url}")
-        return sha.decode()
+        sha = refs.get(ref.encode())
+        return None if sha is None else sha.decode()
 
     def read(self, path: str, revision: str) -> dict[str, bytes] | None:
         """YAML files under `path` at `revision` (repository-relative name -> bytes); None if `path` is absent."""

@@ -10,25 +10,44 @@ from __future__ import annotations
 import secrets as tokens
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 if TYPE_CHECKING:
     from shared.adapters.key_vault import Secrets
     from shared.config.settings import Settings
 
 TIMEOUT = 10
-DEFAULT_EVENTS = ("push",)
+DEFAULT_EVENTS = ("push", "pull_request", "check_run")
+"""What `driftless webhook register` subscribes to: pushes reconcile, pull requests and check re-runs preview."""
 T = TypeVar("T")
 TokenProvider = Callable[[], "str | None"]
 
 
 class GitHubError(RuntimeError):
     """GitHub refused a request (`status`) or could not be reached (`status` None); `retryable` when a
-    later try may succeed (network, 5xx)."""
+    later try may succeed (network, 5xx, a rate limit: then `retry_after` holds GitHub's wait in seconds)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after: int | None = None):
         super().__init__(message)
-        self.status, self.retryable = status, retryable
+        self.status, self.retryable, self.retry_after = status, retryable, retry_after
+
+
+def rate_limited(status: int, headers: Mapping[str, str] | None) -> int | None:
+    """Seconds to wait when a 403 or 429 is one of GitHub's rate limits (primary: `x-ratelimit-remaining: 0`
+    until `x-ratelimit-reset`; secondary: `retry-after`), else None. A secondary limit without `retry-after`
+    asks for at least a minute."""
+    if status not in (403, 429):
+        return None
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        if headers.get("retry-after"):
+            return max(int(headers["retry-after"]), 0)
+        if headers.get("x-ratelimit-remaining") == "0":
+            return max(int(headers.get("x-ratelimit-reset", "0")) - int(time.time()), 0)
+    except ValueError:
+        return 60
+    return 60 if status == 429 else None
 
 
 def client(api_url: str, token: str | None):
@@ -46,6 +65,10 @@ def call(action: Callable[[], T], what: str = "") -> T:
     try:
         return action()
     except GithubException as exc:
+        wait = rate_limited(exc.status, exc.headers)
+        if wait is not None:
+            raise GitHubError(f"GitHub rate limit{suffix}: retry after {wait} s", status=exc.status,
+                              retryable=True, retry_after=wait) from None
         raise GitHubError(f"GitHub answered {exc.status}{suffix}", status=exc.status,
                           retryable=exc.status >= 500) from None
     except OSError as exc:
@@ -157,3 +180,49 @@ def ping(*, repo_name: str, url: str, api_url: str, token: str | None) -> int:
         raise LookupError(f"no webhook for {url} on {repo_name}; run `driftless webhook register` first")
     hook.ping()
     return hook.id
+
+
+# --- Checks API and PR comments (plan previews) ------------------------------------------------
+def check_runs(repo, sha: str, name: str) -> list[Any]:
+    """Check runs named `name` on commit `sha` (every page), newest first."""
+    runs = call(lambda: list(repo.get_commit(sha).get_check_runs(check_name=name, filter="all")),
+                f"check runs of {sha[:12]}")
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def create_check_run(repo, *, name: str, head_sha: str, external_id: str, output: Mapping[str, Any] | None = None,
+                     conclusion: str | None = None):
+    """A new check run on `head_sha`: `in_progress`, or `completed` with `conclusion` and `output`."""
+    from datetime import datetime, timezone
+
+    fields: dict[str, Any] = {"external_id": external_id, "started_at": datetime.now(timezone.utc)}
+    if conclusion:
+        fields.update(status="completed", conclusion=conclusion, completed_at=datetime.now(timezone.utc))
+    else:
+        fields["status"] = "in_progress"
+    if output is not None:
+        fields["output"] = dict(output)
+    return call(lambda: repo.create_check_run(name=name, head_sha=head_sha, **fields), f"a check run on {head_sha[:12]}")
+
+
+def complete_check_run(run, *, conclusion: str, output: Mapping[str, Any]) -> None:
+    """Complete `run` with `conclusion` and `output` (its `annotations`, at most 50, are appended to the run's)."""
+    from datetime import datetime, timezone
+
+    call(lambda: run.edit(status="completed", conclusion=conclusion, completed_at=datetime.now(timezone.utc),
+                          output=dict(output)), f"check run {run.id}")
+
+
+def upsert_comment(repo, number: int, marker: str, body: str) -> str:
+    """The one issue comment of `number` whose body starts with `marker`: created, updated in place, or left as it
+    is; returns "created", "updated" or "unchanged"."""
+    issue = repo.get_issue(number)
+    mine = call(lambda: next((c for c in issue.get_comments() if (c.body or "").startswith(marker)), None),
+                f"comments of #{number}")
+    if mine is None:
+        call(lambda: issue.create_comment(body), f"a comment on #{number}")
+        return "created"
+    if mine.body == body:
+        return "unchanged"
+    call(lambda: mine.edit(body), f"comment {mine.id}")
+    return "updated"

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from devtools.ci_stub import CiStub
+from shared.adapters.github import DEFAULT_EVENTS
 from shared.cli import main
 
 URL = "https://driftless-func.azurewebsites.net/api/github/webhook"
@@ -36,7 +37,8 @@ def test_register_generates_the_secret_into_key_vault_and_is_idempotent(github, 
     out = capsys.readouterr().out
     hook = github.hooks[1]
     assert hook["config"]["url"] == URL and hook["config"]["content_type"] == "json"
-    assert hook["config"]["insecure_ssl"] == "0" and hook["events"] == ["push"] and hook["active"]
+    assert hook["config"]["insecure_ssl"] == "0" and hook["active"]
+    assert hook["events"] == ["push", "pull_request", "check_run"]          # reconciles and plan previews
     stored = vault.values()["driftless-webhook-secret"]
     assert github.hook_secrets[1] == stored and len(stored) >= 40
     assert stored not in out and "created" in out
@@ -62,13 +64,24 @@ def test_an_existing_hook_with_other_events_is_updated_with_the_vaults_secret(gi
     assert github.hook_secrets[1] == "kept-in-the-vault"
 
 
+def test_a_hook_registered_for_pushes_only_is_updated_to_plan_previews_once(github, vault, capsys):
+    vault.set_secret("driftless-webhook-secret", "kept-in-the-vault")
+    github._store_hook(1, f"{github.url}/repos/contoso/gitops/hooks/1",
+                       {"config": {"url": URL, "content_type": "json", "insecure_ssl": "0"}, "events": ["push"]})
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
+    assert "updated" in capsys.readouterr().out and writes(github) == ["PATCH /repos/contoso/gitops/hooks/1"]
+    assert sorted(github.hooks[1]["events"]) == ["check_run", "pull_request", "push"]
+    assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
+    assert "unchanged" in capsys.readouterr().out and len(writes(github)) == 1
+
+
 def test_list_and_ping(github, capsys):
     assert main(["webhook", "ping", "--repo", "contoso/gitops", "--url", URL]) == 1     # nothing registered yet
     assert "webhook register" in capsys.readouterr().err
     main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL])
     assert main(["webhook", "list", "--repo", "contoso/gitops", "-o", "json"]) == 0
     listed = json.loads(capsys.readouterr().out.split("\n", 1)[1])
-    assert listed == [{"id": 1, "url": URL, "events": ["push"], "active": True, "lastResponse": "unused"}]
+    assert listed == [{"id": 1, "url": URL, "events": list(DEFAULT_EVENTS), "active": True, "lastResponse": "unused"}]
     assert main(["webhook", "ping", "--repo", "contoso/gitops", "--url", URL]) == 0
     assert writes(github)[-1] == "POST /repos/contoso/gitops/hooks/1/pings"
 
@@ -79,7 +92,8 @@ def test_the_registered_hook_is_found_on_a_later_page_with_the_token_sent(github
         github._store_hook(number, f"{github.url}/repos/contoso/gitops/hooks/{number}",
                            {"config": {"url": f"https://ci{number}.example.com/hook", "content_type": "json"}})
     github._store_hook(36, f"{github.url}/repos/contoso/gitops/hooks/36",
-                       {"config": {"url": URL, "content_type": "json", "insecure_ssl": "0"}, "events": ["push"]})
+                       {"config": {"url": URL, "content_type": "json", "insecure_ssl": "0"},
+                        "events": list(DEFAULT_EVENTS)})
     assert main(["webhook", "register", "--repo", "contoso/gitops", "--url", URL]) == 0
     assert "unchanged" in capsys.readouterr().out and writes(github) == []      # found on page 2: no duplicate
     pages = [c.query.get("page", ["1"])[0] for c in github.of("github_hooks")]

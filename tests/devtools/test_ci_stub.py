@@ -59,3 +59,49 @@ def test_azure_devops_pages_with_top_and_skip_newest_first(stub):
     header = "Basic " + base64.b64encode(b"user:wrong").decode()
     refused = requests.get(url, headers={"Authorization": header, "X-TFS-FedAuthRedirect": "Suppress"}, timeout=10)
     assert refused.status_code == 401 and "Basic" in refused.headers["WWW-Authenticate"]
+
+
+def github(stub, method: str, path: str, body=None, token: str | None = TOKEN) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.request(method, f"{stub.url}{path}", json=body, headers=headers, timeout=10)
+
+
+def note(line: int) -> dict:
+    return {"path": "apps/web.yaml", "start_line": line, "end_line": line, "annotation_level": "failure",
+            "message": "bad"}
+
+
+def test_check_runs_refuse_more_than_50_annotations_append_them_on_update_and_list_by_ref(stub):
+    sha = "c" * 40
+    assert github(stub, "POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": sha}, token=None).status_code == 401
+    output = {"title": "t", "summary": "s", "annotations": [note(n) for n in range(1, 52)]}
+    refused = github(stub, "POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": sha, "output": output})
+    assert refused.status_code == 422 and "50" in refused.json()["message"] and stub.check_runs == {}
+    assert github(stub, "POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": sha, "status": "completed"}
+                  ).status_code == 422                                    # completed needs a conclusion
+    created = github(stub, "POST", "/repos/o/r/check-runs",
+                     {"name": "x", "head_sha": sha, "status": "completed", "conclusion": "failure",
+                      "output": {**output, "annotations": output["annotations"][:50]}})
+    assert created.status_code == 201 and created.json()["output"]["annotations_count"] == 50
+    number = created.json()["id"]
+    updated = github(stub, "PATCH", f"/repos/o/r/check-runs/{number}",
+                     {"output": {"title": "t", "summary": "s", "annotations": [note(51)]}})
+    assert updated.json()["output"]["annotations_count"] == 51
+    listed = github(stub, "GET", f"/repos/o/r/commits/{sha}/check-runs?check_name=x")
+    assert listed.json()["total_count"] == 1 and listed.json()["check_runs"][0]["id"] == number
+    pages = github(stub, "GET", f"/repos/o/r/check-runs/{number}/annotations?per_page=50")
+    assert len(pages.json()) == 50 and 'rel="next"' in pages.headers["Link"]
+
+
+def test_issue_comments_are_created_listed_and_edited_and_a_secondary_rate_limit_says_when_to_retry(stub):
+    assert github(stub, "POST", "/repos/o/r/issues/3/comments", {}).status_code == 422
+    made = github(stub, "POST", "/repos/o/r/issues/3/comments", {"body": "hello"})
+    assert made.status_code == 201 and made.json()["user"]["type"] == "Bot"
+    edited = github(stub, "PATCH", f"/repos/o/r/issues/comments/{made.json()['id']}", {"body": "again"})
+    assert edited.status_code == 200 and edited.json()["body"] == "again"
+    assert [c["body"] for c in github(stub, "GET", "/repos/o/r/issues/3/comments").json()] == ["again"]
+    stub.rate_limited["github_comments"] = 1
+    limited = github(stub, "GET", "/repos/o/r/issues/3/comments")
+    assert limited.status_code == 403 and limited.headers["Retry-After"] == "60"
+    assert "secondary rate limit" in limited.json()["message"]
+    assert github(stub, "GET", "/repos/o/r/issues/3/comments").status_code == 200

@@ -1,0 +1,360 @@
+"""Plan previews on pull requests, the pure part: the preview job, reading `pull_request` and `check_run`
+events, the check run's title, conclusion and Markdown summary, and annotations in GitHub's batches.
+
+A preview is data about a pull request: nothing from the PR is ever executed. The summary names secret
+references only (Container App views hold secret *names* and `secretRef`s, never values). No I/O.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from shared.core.jobs import BadJob, now_iso
+from shared.core.manifests import Problem
+from shared.core.plan import Plan, Step
+from shared.core.reply import shown
+from shared.core.webhook import BadEvent, repository_names
+
+CHECK_NAME = "driftless/plan"
+"""The check run's name on the PR's head commit (and what `check_run` `rerequested` must name)."""
+MARKER = "<!-- driftless:plan -->"
+"""The hidden first line of Driftless's one PR comment: how the comment is found to be updated in place."""
+ANNOTATIONS_PER_REQUEST = 50
+"""GitHub's cap on annotations in one create or update request of a check run."""
+SUMMARY_LIMIT = 65535
+"""GitHub's cap on `output.summary` (characters)."""
+PLANNED_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
+"""`pull_request` actions that plan the PR's head."""
+COLLAPSE_AFTER = 10
+"""Field changes of one app shown inline; more are folded into a <details> block."""
+VALUE_LIMIT = 120
+"""Characters of one live or desired value shown in a summary cell."""
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}")
+
+
+@dataclass(frozen=True)
+class PreviewJob:
+    """One plan preview of a PR head: a message of the `plan-previews` queue."""
+
+    repo: str
+    number: int
+    head: str
+    reason: str
+    base: str = ""
+    fork: bool = False
+    before: str | None = None
+    rerun: bool = False
+    delivery: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    requested_at: str = field(default_factory=now_iso)
+    v: int = 1
+
+    @property
+    def ref(self) -> str:
+        """The ref GitHub keeps the PR's head under in the base repository (forks included)."""
+        return f"refs/pull/{self.number}/head"
+
+    @property
+    def claim_key(self) -> str:
+        """(repository, PR, head) as a status-store row key: a repeated event for this head plans nothing new."""
+        return f"{self.repo.replace('/', ':')}:{self.number}:{self.head}"
+
+    @property
+    def pr_key(self) -> str:
+        return f"{self.repo.replace('/', ':')}:{self.number}"
+
+    @property
+    def external_id(self) -> str:
+        """Stored on the check run: the PR number (a fork PR's check run has an empty `pull_requests`) and the job."""
+        return f"pr:{self.number}:{self.id}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def parse_preview_job(body: bytes | str) -> PreviewJob:
+    """The job in a queue message, or BadJob naming what is wrong (such a message can never succeed)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJob(f"preview job is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise BadJob("preview job must be a JSON object with v: 1")
+    checks = {"repo": lambda v: isinstance(v, str) and _REPO.fullmatch(v),
+              "number": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+              "head": lambda v: isinstance(v, str) and _SHA.fullmatch(v),
+              "reason": lambda v: isinstance(v, str) and v,
+              "id": lambda v: isinstance(v, str) and v, "requested_at": lambda v: isinstance(v, str)}
+    for name, ok in checks.items():
+        if not ok(data.get(name)):
+            raise BadJob(f"preview job field {name!r} is missing or invalid")
+    known = {f for f in PreviewJob.__dataclass_fields__}
+    return PreviewJob(**{k: v for k, v in data.items() if k in known})
+
+
+# --- events ------------------------------------------------------------------------------------
+def _get(data: Any, path: str, kind: type, *, required: bool = True) -> Any:
+    """`data` at the dotted `path` when it has JSON type `kind`; BadEvent naming the field otherwise."""
+    value = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BadEvent(f"{path} is missing or not {_TYPE_NAMES.get(kind, kind.__name__)}")
+    return value
+
+
+_TYPE_NAMES = {str: "a string", int: "a number", bool: "true or false", dict: "an object", list: "an array"}
+
+
+def ours(payload: Mapping[str, Any], repo_url: str, github_repo: str | None) -> bool:
+    """Whether the event's `repository` is the manifests repository (always, when its URL is not on a host)."""
+    repo = payload.get("repository") or {}
+    names = {repo[k].lower().removesuffix(".git") for k in ("full_name", "clone_url", "html_url")
+             if isinstance(repo.get(k), str)}
+    wanted = repository_names(repo_url) | ({github_repo.lower()} if github_repo else set())
+    return not wanted or bool(wanted & names)
+
+
+def job_from_pull_request(payload: Mapping[str, Any], *, branch: str,
+                          delivery: str | None = None) -> tuple[PreviewJob | None, str]:
+    """(the preview job of a `pull_request` event, "") or (None, why it is not previewed). BadEvent when a field
+    read has the wrong shape."""
+    action = _get(payload, "action", str)
+    number = _get(payload, "number", int)
+    head = _get(payload, "pull_request.head.sha", str)
+    base = _get(payload, "pull_request.base.ref", str)
+    repo = _get(payload, "repository.full_name", str)
+    if not _SHA.fullmatch(head):
+        raise BadEvent("pull_request.head.sha must be a commit SHA (40 or 64 lowercase hex digits)")
+    if not _REPO.fullmatch(repo):
+        raise BadEvent("repository.full_name must be owner/name")
+    if action not in PLANNED_ACTIONS:
+        return None, f"pull_request action {shown(action)} is not planned (planned: {', '.join(PLANNED_ACTIONS)})"
+    if _get(payload, "pull_request.state", str, required=False) == "closed":
+        return None, f"pull request #{number} is closed"
+    if base != branch:
+        return None, f"pull request #{number} is to {shown(base)}, not {branch}"
+    before = _get(payload, "before", str, required=False) if action == "synchronize" else None
+    head_repo = _get(payload, "pull_request.head.repo.full_name", str, required=False)
+    fork = _get(payload, "pull_request.head.repo.fork", bool, required=False)
+    fork = bool(fork) or (head_repo is not None and head_repo.lower() != repo.lower())
+    return PreviewJob(repo=repo, number=number, head=head, reason=action, base=base, fork=fork,
+                      before=before if before and _SHA.fullmatch(before) else None, delivery=delivery), ""
+
+
+def job_from_check_run(payload: Mapping[str, Any], *, delivery: str | None = None) -> tuple[PreviewJob | None, str]:
+    """(a re-plan job for a `check_run` `rerequested` on Driftless's check, "") or (None, why not)."""
+    action = _get(payload, "action", str)
+    name = _get(payload, "check_run.name", str)
+    if action != "rerequested" or name != CHECK_NAME:
+        return None, f"check_run {shown(action)} of {shown(name)} is not a re-run of {CHECK_NAME}"
+    head = _get(payload, "check_run.head_sha", str)
+    repo = _get(payload, "repository.full_name", str)
+    if not _SHA.fullmatch(head) or not _REPO.fullmatch(repo):
+        raise BadEvent("check_run.head_sha must be a commit SHA and repository.full_name owner/name")
+    number = pr_number(payload)
+    if number is None:
+        return None, f"check run on {head[:12]} names no pull request"
+    return PreviewJob(repo=repo, number=number, head=head, reason="rerequested", rerun=True, delivery=delivery), ""
+
+
+def pr_number(payload: Mapping[str, Any]) -> int | None:
+    """The PR of a check run: `pull_requests[0].number`, else our `external_id` (fork PRs list none)."""
+    run = payload.get("check_run") or {}
+    pulls = run.get("pull_requests") if isinstance(run, Mapping) else None
+    if isinstance(pulls, list) and pulls and isinstance(pulls[0], Mapping) and isinstance(pulls[0].get("number"), int):
+        return pulls[0]["number"]
+    found = re.fullmatch(r"pr:(\d{1,9}):[0-9a-f]{1,64}", str(run.get("external_id") or ""))
+    return int(found.group(1)) if found else None
+
+
+# --- what the summary says ---------------------------------------------------------------------
+@dataclass
+class TargetPreview:
+    """One Target's plan at the PR head, or why it has none."""
+
+    target: str
+    kind: str
+    plan: Plan | None
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    """Everything one check run and comment say."""
+
+    head: str
+    base_revision: str
+    live_at: str
+    targets: list[TargetPreview] = field(default_factory=list)
+    target_problems: list[Problem] = field(default_factory=list)   # Target manifests at the PR head
+    untouched: bool = False
+    targets_changed: bool = False
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.target_problems + [p for t in self.targets for p in t.problems]
+
+
+CATEGORIES = ("create", "update", "delete", "orphan", "refused", "invalid")
+_HEADINGS = {"create": "To create", "update": "To update", "delete": "To delete", "orphan": "Left as orphans",
+             "refused": "Refused", "invalid": "Invalid, not applied"}
+
+
+def category(step: Step) -> str | None:
+    """Which line of the summary a step belongs on; None for in sync, suspended and other no-ops."""
+    if step.kind == "create":
+        return "create"
+    if step.kind in ("update", "reapply"):
+        return "update"
+    if step.kind == "delete":
+        return "delete"
+    if step.kind == "failed":
+        return "invalid" if step.reason.startswith("invalid manifest") else "refused"
+    if step.kind == "skipped" and step.reason.startswith(("prune refused", "prune skipped")):
+        return "refused"
+    if step.kind == "skipped" and step.reason.startswith("orphan"):
+        return "orphan"
+    return None
+
+
+def counts(preview: Preview) -> dict[str, int]:
+    total = dict.fromkeys(CATEGORIES, 0)
+    for target in preview.targets:
+        for step in target.plan.steps if target.plan else []:
+            kind = category(step)
+            if kind:
+                total[kind] += 1
+    return total
+
+
+def conclusion(preview: Preview) -> tuple[str, str]:
+    """(check run conclusion, title): `failure` when any manifest is invalid, else `success` (a plan that
+    deletes says so in the title)."""
+    if preview.untouched:
+        return "success", "No Target path touched: nothing to plan"
+    problems = preview.problems
+    found = counts(preview)
+    parts = [f"{found[k]} to {k}" for k in ("create", "update", "delete") if found[k]]
+    if found["refused"]:
+        parts.append(f"{found['refused']} refused")
+    if problems:
+        return "failure", f"{len(problems)} manifest problem(s)" + (f"; {', '.join(parts)}" if parts else "")
+    if found["delete"]:
+        return "success", f"Deletes {found['delete']}: " + ", ".join(parts)
+    return "success", ", ".join(parts) if parts else "No changes"
+
+
+def superseded(newer: str) -> dict[str, str]:
+    """The output of an older head's check run once a newer head was pushed."""
+    return {"title": f"Superseded by {newer[:12]}",
+            "summary": f"{MARKER}\nA newer commit ({newer}) was pushed to this pull request; its check run has the "
+                       "current plan."}
+
+
+def annotations(problems: Iterable[Problem]) -> list[dict[str, Any]]:
+    """One `failure` annotation per problem, at its file and line (line 1 when the problem has none)."""
+    found = []
+    for problem in problems:
+        line = problem.line or 1
+        note: dict[str, Any] = {"path": problem.file.strip("/") or problem.file, "start_line": line,
+                                "end_line": line, "annotation_level": "failure",
+                                "message": problem.message[:64000], "title": (problem.field or "manifest")[:255]}
+        if problem.line and problem.column:
+            note["start_column"] = note["end_column"] = problem.column
+        found.append(note)
+    return found
+
+
+def batches(items: Sequence[Any], size: int = ANNOTATIONS_PER_REQUEST) -> list[list[Any]]:
+    """`items` cut into lists of at most `size` (one empty list when there are none)."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)] or [[]]
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "_(absent)_"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = text if len(text) <= VALUE_LIMIT else text[:VALUE_LIMIT - 1] + "…"
+    return "`" + text.replace("`", "'").replace("|", "\\|").replace("\n", " ") + "`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def _changes(step: Step) -> list[str]:
+    rows = ["| path | live | desired |", "|---|---|---|"]
+    rows += [f"| `{_cell(c.path)}` | {_value(c.live)} | {_value(c.desired)} |" for c in step.changes]
+    if len(step.changes) <= COLLAPSE_AFTER:
+        return rows
+    return ["<details><summary>" + f"{len(step.changes)} field changes</summary>", "", *rows, "", "</details>"]
+
+
+def summary(preview: Preview) -> str:
+    """The check run's Markdown summary (also the body of the PR comment): per Target, what would be created,
+    updated (with field diffs: path, live, desired), deleted, left as orphan, refused or is invalid; the Git
+    revision and the time of the live state. At most SUMMARY_LIMIT characters."""
+    lines = [MARKER, f"### Driftless plan for `{preview.head[:12]}`", ""]
+    if preview.untouched:
+        lines += ["This pull request touches no Target path: nothing to plan.", ""]
+    elif not preview.targets and not preview.target_problems:
+        lines += ["No Target is declared for the paths this pull request touches.", ""]
+    if preview.targets_changed:
+        lines += ["> Target definitions changed in this pull request. Targets are planned as declared on "
+                  f"the branch (`{preview.base_revision[:12]}`); the new definitions take effect after the merge.",
+                  ""]
+    if preview.target_problems:
+        lines += ["#### Target manifests", ""]
+        lines += [f"- :x: {_cell(str(p))}" for p in preview.target_problems] + [""]
+    for target in preview.targets:
+        lines += _target_section(target)
+    footer = ("\n---\nPlanned at Git revision `" + preview.head + "` against the live state read at "
+              f"{preview.live_at} (reads only; nothing was written).")
+    text = "\n".join(lines)
+    if len(text) + len(footer) > SUMMARY_LIMIT:
+        note = "\n\n_(summary cut to GitHub's limit; `driftless diff --revision " + preview.head + "` shows it all)_\n"
+        text = text[:SUMMARY_LIMIT - len(note) - len(footer)].rsplit("\n", 1)[0] + note
+    return text + footer
+
+
+def _target_section(target: TargetPreview) -> list[str]:
+    lines = [f"#### Target `{target.target}` ({target.kind})", ""]
+    plan = target.plan
+    if plan is None:
+        return lines + ["Not planned."] + [""]
+    if plan.prune and plan.prune not in ("on", "off"):
+        lines += [f"> :warning: {_cell(plan.prune)}", ""]
+    grouped: dict[str, list[Step]] = {k: [] for k in CATEGORIES}
+    for step in plan.steps:
+        kind = category(step)
+        if kind:
+            grouped[kind].append(step)
+    if not any(grouped.values()):
+        lines += ["No changes: the live state matches Git.", ""]
+    for kind in CATEGORIES:
+        if not grouped[kind]:
+            continue
+        lines += [f"**{_HEADINGS[kind]}** ({len(grouped[kind])})", ""]
+        for step in grouped[kind]:
+            reason = "" if kind in ("create", "update") else f": {_cell(step.reason)}"
+            lines.append(f"- `{_cell(step.app)}`{reason}")
+            if kind == "update" and step.changes:
+                lines += [""] + ["  " + row for row in _changes(step)] + [""]
+            elif kind == "update":
+                lines[-1] += f": {_cell(step.reason)}"
+        lines.append("")
+    if target.problems:
+        lines += [f"**Manifest problems** ({len(target.problems)})", ""]
+        lines += [f"- {_cell(str(p))}" for p in target.problems[:100]]
+        if len(target.problems) > 100:
+            lines.append(f"- … and {len(target.problems) - 100} more (see the annotations)")
+        lines.append("")
+    return lines
