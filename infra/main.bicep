@@ -118,6 +118,9 @@ param imageNotifyUrlName string = 'driftless-image-notify-url'
 @description('Named CI-feedback configs (DRIFTLESS_FEEDBACK, see the main README); tokens are referenced by Key Vault secret name only. Empty: no feedback.')
 param feedback object = {}
 
+@description('Also post a pull request\'s plan as one PR comment, updated in place (DRIFTLESS_PREVIEW_COMMENT); the check run driftless/plan is always posted.')
+param previewComment bool = true
+
 // ----- Where Driftless may write -----
 
 @description('Resource groups (this subscription) whose Container Apps Driftless manages; each gets Container Apps Contributor. The default Target group is added automatically.')
@@ -245,6 +248,7 @@ var appSettings = {
   DRIFTLESS_GITHUB_APP_INSTALLATION_ID: githubAppInstallationId
   DRIFTLESS_GITHUB_API_URL: githubApiUrl
   DRIFTLESS_FEEDBACK: empty(feedback) ? '' : string(feedback)
+  DRIFTLESS_PREVIEW_COMMENT: previewComment ? 'true' : 'false'
   DRIFTLESS_IMAGE_SCHEDULE: imageSchedule
   DRIFTLESS_MANIFESTS_GITHUB_REPO: manifestsGithubRepo
   // Secrets: the vault and the secret names; the values live only in Key Vault.
