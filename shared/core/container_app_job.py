@@ -31,7 +31,6 @@ from shared.core.container_app import (
     environment_of,
     operation_in_progress,
 )
-from shared.core.diff import Change, diff
 from shared.core.manifests import (
     API_VERSION,
     APP_NAME,
@@ -50,7 +49,7 @@ from shared.core.manifests import (
     _read_registries,
     _read_secrets,
 )
-from shared.core.plan import Plan, Step, _wait_for, foreign_owner, invalid_steps, is_owned, plan_prune
+from shared.core.plan import Plan, Step, drift, invalid_steps, is_owned, plan_prune, preflight, wait_for
 
 KIND = "Job"
 ROOT = "JobProperties"
@@ -401,7 +400,7 @@ def plan_jobs(*, target: Target, instance: str, jobs: Iterable[Job], problems: l
              if is_owned(r, target, instance) and environment_of(r).lower() == env_id}
     prune_steps, prune = plan_prune(target, owned, {j.key for j in jobs} | {str(p.app) for p in mine}, degraded,
                                     len(problems), noun="jobs")
-    steps += [_wait_for(s.live, s) if s.kind == "delete" and s.live and operation_in_progress(s.live) else s
+    steps += [wait_for(s.live, s) if s.kind == "delete" and s.live and operation_in_progress(s.live) else s
               for s in prune_steps]
     if only is not None:
         steps = [s for s in steps if s.app == only]
@@ -410,30 +409,14 @@ def plan_jobs(*, target: Target, instance: str, jobs: Iterable[Job], problems: l
 
 def _plan_job(job: Job, resource: dict[str, Any] | None, latest: dict[str, Any] | None, target: Target,
               instance: str, env_id: str, suspended: set[str]) -> Step:
-    if job.suspend:
-        return Step(job.key, "suspended", "spec.suspend is true in Git", desired=job, live=resource)
-    if job.key in suspended:
-        return Step(job.key, "suspended", "suspended at runtime (driftless resume to lift)", desired=job, live=resource)
-    if resource is None:
-        return Step(job.key, "create", "not found in Azure", desired=job)
-    if environment_of(resource).lower() != env_id:
-        return Step(job.key, "failed", f"a job named {job.name} already exists in environment "
-                                       f"{environment_of(resource).rsplit('/', 1)[-1]} of this resource group",
-                    desired=job, live=resource)
-    tags = resource.get("tags") or {}
-    owner = foreign_owner(tags, ((TAG_OWNER, instance), (TAG_TARGET, target.name)), said="owned by")
-    if owner:
-        return Step(job.key, "failed", f"{owner}; refusing to take it over", desired=job, live=resource)
-    if operation_in_progress(resource):
-        return _wait_for(resource, Step(job.key, "skipped", desired=job))
+    verdict = preflight(job.key, job.name, "a job", job, resource, target=target, instance=instance, env_id=env_id,
+                        suspended=suspended)
+    if verdict is not None:
+        return verdict
+    assert resource is not None
     wanted = desired_view(job)
-    changes = diff(wanted, live_view(resource, wanted), "")
-    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
-        if tags.get(tag) != mine:
-            changes.append(Change(f"tags.{tag}", mine, tags.get(tag)))
-    digest = spec_hash(job)
-    if not changes and tags.get(TAG_SPEC_HASH) != digest:
-        changes.append(Change(f"tags.{TAG_SPEC_HASH}", digest, tags.get(TAG_SPEC_HASH)))
+    changes = drift(wanted, live_view(resource, wanted), resource, target=target, instance=instance,
+                    digest=spec_hash(job))
     state = health(resource, latest)
     if changes:
         return Step(job.key, "update", "drifted: " + ", ".join(c.path for c in changes), changes, job, resource, state)

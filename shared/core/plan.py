@@ -103,41 +103,63 @@ def make_plan(*, target: Target, instance: str, apps: Iterable[App], problems: l
     owned = {r["name"]: r for r in live_by_name.values()
              if is_owned(r, target, instance) and environment_of(r).lower() == env_id}
     prune_steps, prune = plan_prune(target, owned, {a.name for a in apps} | invalid, degraded, len(problems))
-    steps += [_wait_for(s.live, s) if s.kind == "delete" and operation_in_progress(s.live) else s
+    steps += [wait_for(s.live, s) if s.kind == "delete" and operation_in_progress(s.live) else s
               for s in prune_steps]
     if only is not None:
         steps = [s for s in steps if s.app == only]
     return Plan(steps, degraded, prune)
 
 
+def preflight(key: str, name: str, noun: str, desired: Any, resource: dict[str, Any] | None, *, target: Target,
+              instance: str, env_id: str, suspended: set[str]) -> Step | None:
+    """The verdict an ARM resource Driftless tags (an app, a job) gets before its fields are compared: suspended
+    in Git or at runtime, missing (create), in another environment, owned by someone else, or busy with an
+    operation; None when its fields are to be compared."""
+    if getattr(desired, "suspend", False):
+        return Step(key, "suspended", "spec.suspend is true in Git", desired=desired, live=resource)
+    if key in suspended:
+        return Step(key, "suspended", "suspended at runtime (driftless resume to lift)", desired=desired, live=resource)
+    if resource is None:
+        return Step(key, "create", "not found in Azure", desired=desired)
+    if environment_of(resource).lower() != env_id:
+        return Step(key, "failed", f"{noun} named {name} already exists in environment "
+                                   f"{environment_of(resource).rsplit('/', 1)[-1]} of this resource group",
+                    desired=desired, live=resource)
+    owner = foreign_owner(resource.get("tags") or {}, ((TAG_OWNER, instance), (TAG_TARGET, target.name)),
+                          said="owned by")
+    if owner:
+        return Step(key, "failed", f"{owner}; refusing to take it over", desired=desired, live=resource)
+    if operation_in_progress(resource):
+        return wait_for(resource, Step(key, "skipped", desired=desired))
+    return None
+
+
+def drift(wanted: dict[str, Any], live: dict[str, Any], resource: dict[str, Any], *, target: Target, instance: str,
+          digest: str) -> list[Change]:
+    """The field changes between the views, plus the ownership tags and the spec hash Driftless keeps on the
+    resource (the hash only matters when nothing else changed: it records what Git owns now)."""
+    tags = resource.get("tags") or {}
+    changes = diff(wanted, live, "")
+    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
+        if tags.get(tag) != mine:
+            changes.append(Change(f"tags.{tag}", mine, tags.get(tag)))
+    if not changes and tags.get(TAG_SPEC_HASH) != digest:
+        changes.append(Change(f"tags.{TAG_SPEC_HASH}", digest, tags.get(TAG_SPEC_HASH)))
+    return changes
+
+
 def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instance: str, env_id: str,
               suspended: set[str]) -> Step:
     if not app.managed:
         return Step(app.name, "skipped", 'not managed: label synoscd.io/managed is not "true"', desired=app)
-    if app.suspend:
-        return Step(app.name, "suspended", "spec.suspend is true in Git", desired=app, live=resource)
-    if app.name in suspended:
-        return Step(app.name, "suspended", "suspended at runtime (driftless resume to lift)", desired=app, live=resource)
-    if resource is None:
-        return Step(app.name, "create", "not found in Azure", desired=app)
-    if environment_of(resource).lower() != env_id:
-        return Step(app.name, "failed", f"an app named {app.name} already exists in environment "
-                                        f"{environment_of(resource).rsplit('/', 1)[-1]} of this resource group",
-                    desired=app, live=resource)
-    tags = resource.get("tags") or {}
-    owner = foreign_owner(tags, ((TAG_OWNER, instance), (TAG_TARGET, target.name)), said="owned by")
-    if owner:
-        return Step(app.name, "failed", f"{owner}; refusing to take it over", desired=app, live=resource)
-    if operation_in_progress(resource):
-        return _wait_for(resource, Step(app.name, "skipped", desired=app))
+    verdict = preflight(app.name, app.name, "an app", app, resource, target=target, instance=instance, env_id=env_id,
+                        suspended=suspended)
+    if verdict is not None:
+        return verdict
+    assert resource is not None
     wanted = desired_view(app)
-    changes = diff(wanted, live_view(resource, wanted), "")
-    for tag, mine in ((TAG_OWNER, instance), (TAG_TARGET, target.name)):
-        if tags.get(tag) != mine:
-            changes.append(Change(f"tags.{tag}", mine, tags.get(tag)))
-    digest = spec_hash(app)
-    if not changes and tags.get(TAG_SPEC_HASH) != digest:
-        changes.append(Change(f"tags.{TAG_SPEC_HASH}", digest, tags.get(TAG_SPEC_HASH)))
+    changes = drift(wanted, live_view(resource, wanted), resource, target=target, instance=instance,
+                    digest=spec_hash(app))
     state = health(resource)
     if changes:
         return Step(app.name, "update", "drifted: " + ", ".join(c.path for c in changes), changes, app, resource, state)
@@ -150,7 +172,7 @@ def _plan_app(app: App, resource: dict[str, Any] | None, target: Target, instanc
     return Step(app.name, "unchanged", "in sync", [], app, resource, state)
 
 
-def _wait_for(resource: dict[str, Any], step: Step) -> Step:
+def wait_for(resource: dict[str, Any], step: Step) -> Step:
     """`step` turned into a wait: nothing is written while the app's operation runs, and it is not healthy."""
     why = operation_in_progress(resource)
     latest = (resource.get("properties") or {}).get("latestRevisionName")
