@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from bench.common import ROOT, BenchFailure, child_env, machine, ms, python
 
-PARTS = ("cold", "pass", "source", "push", "phases")
-TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900, "phases": 1500}
+PARTS = ("cold", "pass", "source", "push", "phases", "budget")
+TIMEOUTS = {"cold": 300, "pass": 2700, "source": 300, "push": 900, "phases": 1500, "budget": 1200}
 
 
 def _sizes(text: str) -> list[int]:
@@ -36,6 +36,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=1000, help="manifests in the source benchmark")
     parser.add_argument("--pushes", type=int, default=50)
     parser.add_argument("--events", type=int, default=200, help="distinct phase events in the throughput run")
+    parser.add_argument("--budget-apps", type=int, default=2000, help="apps of the write-budget full create")
+    parser.add_argument("--baseline-apps", type=int, default=400,
+                        help="apps of the thread-per-write full create it is compared with")
+    parser.add_argument("--time-scale", type=float, default=10.0,
+                        help="ARM time per second of the write-budget part (quick: --budget-apps 400 --time-scale 20)")
     parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -55,6 +60,9 @@ def _run_part(args: argparse.Namespace) -> Any:
     if args.part == "push":
         from bench import push
         return push.run(args.pushes)
+    if args.part == "budget":
+        from bench import budget
+        return budget.run(args.budget_apps, args.time_scale, args.baseline_apps)
     from bench import phases
     return phases.run(args.events)
 
@@ -133,8 +141,20 @@ def _phase_rows(p: dict[str, Any]) -> list[str]:
             f"{p['repeated_statuses']} status"]
 
 
+def _budget_rows(b: dict[str, Any]) -> list[str]:
+    rows = []
+    for design in ("budget", "threads"):
+        f = b[design]
+        n = b["n"] if design == "budget" else b["baseline_n"]
+        rows.append(f"full create under ARM's write budget, {design} design: {n} apps in {f['wall_s']:.1f} s at time "
+                    f"scale {b['scale']:g} = {f['ratio']:.2f}x the bound {f['bound_s']:.1f} s, 429s {f['throttled']}"
+                    + (f" (target <= 1.15x, no failed app: {_verdict(f['ratio'] <= 1.15)})" if design == "budget"
+                       else ""))
+    return rows
+
+
 ROWS: dict[str, Callable[[Any], list[str]]] = {"cold": _cold_rows, "pass": _pass_rows, "source": _source_rows,
-                                               "push": _push_rows, "phases": _phase_rows}
+                                               "push": _push_rows, "phases": _phase_rows, "budget": _budget_rows}
 
 
 def main(argv: list[str] | None = None) -> int:

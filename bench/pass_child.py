@@ -65,6 +65,32 @@ def _instrument() -> None:
     _timed(ContainerApps, "list_apps", "list_s")
     _timed(Reconciler, "desired", "desired_s")
     _timed(container_apps, "make_plan", "plan_s")
+    if os.environ.get("BENCH_DESIGN") == "threads":
+        _thread_per_write()
+
+
+def _thread_per_write() -> None:
+    """Today's design before the write budget, for bench/budget.py: one thread per write waits out its operation
+    (`apply_plan` over the adapter's waiting `create`); creates only, which is all a full create does."""
+    from shared.core import container_app
+    from shared.core.outcome import Outcome
+    from shared.engines.container_apps import ContainerAppsEngine
+    from shared.engines.engine import apply_plan, verdict
+
+    def apply(self, revision, plan, problems, *, dry_run=False, progress=None):
+        def one(step):
+            if step.kind != "create":
+                return verdict(step, revision)
+            tags = container_app.ownership_tags(step.desired, self.target, self.settings.instance, revision)
+            body = container_app.create_body(step.desired, location=self._environment_location(),
+                                             environment_id=self.target.environment_id, tags=tags)
+            live = self.aca.create(self.target.resource_group, step.app, body)
+            return Outcome(step.app, "created", step.reason, [], revision,
+                           healthy=container_app.health(live).healthy)
+        return apply_plan(self.target, revision, plan, problems, one, dry_run=dry_run,
+                          concurrency=self.settings.concurrency, progress=progress, span="apply app")
+
+    ContainerAppsEngine.apply = apply
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             "summary": {k: v for k, v in result.summary().items() if v},
             "phases": {k: round(v, 4) for k, v in _phases.items()},
             "failed": [o.reason for o in result.outcomes if o.action == "failed"][:3]})
+    from shared.adapters import arm_budget
+
+    report["throttled"] = sum(b.throttled for b in arm_budget._budgets.values())
     report.update(rss_peak_mb=_rss_mb(), connections=dict(_connections), pygithub_imported="github" in sys.modules)
     print(json.dumps(report))
     return 0

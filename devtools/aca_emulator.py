@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import Message
 from http.server import BaseHTTPRequestHandler
+import random
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -93,7 +94,19 @@ FAULT_DEFAULTS: dict[str, Any] = {
     "unavailable_next": 0,
     "retry_after_s": 1,
     "failing_image_marker": "broken",
+    # ARM's request throttling (off unless 1) and the operation timing model; see ``ThrottlingModel``.
+    "throttling": 0,
+    "time_scale": 1.0,
+    "lro_durations_s": {},
+    "lro_jitter": 0.0,
 }
+
+ARM_BUCKETS: dict[str, tuple[int, float]] = {"reads": (250, 25.0), "writes": (200, 10.0), "deletes": (200, 10.0)}
+"""ARM's token buckets per subscription and caller (security principal): (bucket size, refill per second), from
+"Understand how Azure Resource Manager throttles requests" (regional throttling and token bucket algorithm)."""
+ARM_GLOBAL_FACTOR = 15
+"""The global subscription limit of each operation type, shared by all principals: 15 times the per-principal one."""
+_LRO_KINDS = ("create", "update", "delete", "start")
 
 # ARM answers these enum values capitalised whatever casing the client sent.
 _ENUMS: dict[str, dict[str, str]] = {
@@ -1254,6 +1267,85 @@ def _image_failure(template: dict[str, Any], marker: str) -> tuple[str, str] | N
     return None
 
 
+# ------------------------------------------------------------- throttling
+
+
+class _Bucket:
+    """One token bucket: ``size`` tokens at most, refilled at ``rate`` per second of the clock."""
+
+    def __init__(self, size: float, rate: float, now: float) -> None:
+        self.size, self.rate, self.tokens, self.at = size, rate, size, now
+
+    def refill(self, now: float) -> float:
+        self.tokens = min(self.size, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.at = now
+        return self.tokens
+
+    def wait(self) -> float:
+        """Seconds until one whole token is back (0 when one is there)."""
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class ThrottlingModel:
+    """ARM's subscription throttling: a token bucket per subscription, caller and operation type
+    (``ARM_BUCKETS``) and a global one per subscription and operation type shared by every caller
+    (``ARM_GLOBAL_FACTOR`` times larger). ``time_scale`` multiplies the refill rates (a bench runs ARM's
+    minutes in seconds); the bucket sizes stay ARM's. Time comes from ``clock`` (injectable for tests)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
+
+    def reset(self) -> None:
+        self._buckets.clear()
+
+    def take(self, subscription: str, caller: str, kind: str, time_scale: float) -> tuple[dict[str, str], float]:
+        """Spend one token of ``kind`` (reads, writes, deletes) for the caller: (the remaining-requests headers
+        ARM sends, 0.0) when allowed, else (the same headers, seconds until a token is back) and nothing spent."""
+        now = self._clock()
+        size, rate = ARM_BUCKETS[kind]
+        own = self._bucket((subscription.lower(), caller, kind), size, rate * time_scale, now)
+        shared = self._bucket((subscription.lower(), "", kind), size * ARM_GLOBAL_FACTOR,
+                              rate * ARM_GLOBAL_FACTOR * time_scale, now)
+        own.refill(now)
+        shared.refill(now)
+        wait = max(own.wait(), shared.wait())
+        if wait == 0:
+            own.tokens -= 1
+            shared.tokens -= 1
+        headers = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(int(own.tokens)),
+                   f"x-ms-ratelimit-remaining-subscription-global-{kind}": str(int(shared.tokens))}
+        return headers, wait
+
+    def _bucket(self, key: tuple[str, str, str], size: float, rate: float, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(size, rate, now)
+        elif bucket.rate != rate:
+            bucket.refill(now)
+            bucket.rate = rate
+        return bucket
+
+
+def _request_kind(method: str) -> str:
+    """The ARM operation type a request counts against."""
+    return "reads" if method in ("GET", "HEAD") else "deletes" if method == "DELETE" else "writes"
+
+
+def _caller(req: Request) -> str:
+    """Who is calling, for the per-caller buckets: the token's ``oid`` claim when it is a JWT, else a digest of the
+    token (the emulator's static tokens)."""
+    token = (req.headers.get("Authorization") or "").partition(" ")[2].strip()
+    parts = token.split(".")
+    if len(parts) == 3:
+        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+            import base64
+
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            return str(claims["oid"])
+    return _digest(token)[:16]
+
+
 # ----------------------------------------------------------------- emulator
 
 
@@ -1267,12 +1359,19 @@ class AcaEmulator:
         cert_dir: str | None = None,
         page_size: int = 100,
         token: str | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
     ) -> None:
+        """``clock`` times operations and throttling (tests inject one; never sleep); ``seed`` makes the duration
+        jitter of operations reproducible."""
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self._state_file = state_file
         self._page_size = page_size
         self._token = token
+        self._clock = clock
+        self._random = random.Random(seed)
+        self._throttling = ThrottlingModel(clock)
         self._lock = threading.RLock()
         self._dirty = False
         self._counts: Counter[str] = Counter()
@@ -1353,6 +1452,7 @@ class AcaEmulator:
             self._dapr.clear()
             self._counts.clear()
             self._faults = copy.deepcopy(FAULT_DEFAULTS)
+            self._throttling.reset()
             self._dirty = True
 
     def set_faults(self, **settings: Any) -> None:
@@ -1503,6 +1603,10 @@ class AcaEmulator:
         try:
             self._inject_fault()
             self._authenticate(req)
+            remaining = self._throttle(req, path)
+        except ArmError as err:
+            return err.response()
+        try:
             if handler is None:
                 raise ArmError(404, "NotFound", f"No ARM route for {req.method} {path}.")
             if not req.query.get("api-version"):
@@ -1511,9 +1615,31 @@ class AcaEmulator:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
-            return handler(req, **params)
+            response = handler(req, **params)
         except ArmError as err:
-            return err.response()
+            response = err.response()
+        response.headers.update(remaining)
+        return response
+
+    def _throttle(self, req: Request, path: str) -> dict[str, str]:
+        """With ``throttling`` on, spend a token of the request's type for its subscription and caller: the
+        remaining-requests headers ARM puts on the answer, or 429 ``SubscriptionRequestsThrottled`` with
+        ``Retry-After`` (whole seconds, as ARM sends it) when the bucket is empty. Off: no headers."""
+        match = re.match(_SUB, path, re.I)
+        with self._lock:
+            if not self._faults["throttling"] or match is None:
+                return {}
+            kind, caller = _request_kind(req.method), _caller(req)
+            headers, wait = self._throttling.take(match.group("sub"), caller, kind,
+                                                  float(self._faults["time_scale"]))
+        if wait == 0:
+            return headers
+        retry_after = max(1, math.ceil(wait))
+        noun = kind[:-1]
+        message = (f"Number of '{noun}' requests for subscription '{match.group('sub')}' actor '{caller}' exceeded. "
+                   f"Please try again after '{retry_after}' seconds after additional tokens are available. "
+                   "Refer to https://aka.ms/arm-throttling for additional information.")
+        raise ArmError(429, "SubscriptionRequestsThrottled", message, {**headers, "Retry-After": str(retry_after)})
 
     def _route(self, method: str, path: str) -> tuple[str, Callable[..., Response] | None, dict[str, str]]:
         """(calls() key, bound handler or None, unquoted path parameters) for an ARM request."""
@@ -2273,6 +2399,7 @@ class AcaEmulator:
         statuses, results = _OPERATION_PATHS[store]
         api = quote(req.query["api-version"], safe="")
         now = time.time()
+        call = "update" if kind == "write" and previous is not None else "create" if kind == "write" else kind
         op = {
             "id": f"{path}/{statuses}/{opid}",
             "name": opid,
@@ -2284,6 +2411,8 @@ class AcaEmulator:
             "_store": store,
             "_kind": kind,
             "_started": now,
+            "_clockStarted": self._clock(),
+            "_duration": self._duration(call),
             "_revision": revision,
             "_previous": previous,
             "_error": error,
@@ -2308,7 +2437,22 @@ class AcaEmulator:
         hang = _FAULT_LISTS[op.get("_store", "apps")][0]
         if op["status"] != "InProgress" or (op["_kind"] != "start" and op["_appName"] in _lower(self._faults[hang])):
             return False
-        return time.time() >= op["_started"] + float(self._faults["lro_duration_s"])
+        duration = op.get("_duration")
+        if duration is None:  # the fault setting in force now (tests change it while an operation runs)
+            duration = float(self._faults["lro_duration_s"]) / float(self._faults["time_scale"])
+        return self._clock() >= op.get("_clockStarted", op["_started"]) + duration
+
+    def _duration(self, call: str) -> float | None:
+        """Seconds of the clock an operation of this call type (create, update, delete, start) takes, fixed when
+        it starts: ``lro_durations_s[call]`` (else ``lro_duration_s``) with +/- ``lro_jitter`` (a fraction,
+        seeded), divided by ``time_scale``. None when neither is set for it: ``lro_duration_s`` is then read
+        whenever the operation is looked at."""
+        base = self._faults["lro_durations_s"].get(call)
+        jitter = float(self._faults["lro_jitter"])
+        if base is None and not jitter:
+            return None
+        base = float(self._faults["lro_duration_s"] if base is None else base)
+        return base * (1 + jitter * self._random.uniform(-1, 1)) / float(self._faults["time_scale"])
 
     def _planned_status(self, op: dict[str, Any]) -> str:
         fail = _FAULT_LISTS[op.get("_store", "apps")][1]
@@ -2514,6 +2658,13 @@ def _coerce_fault(name: str, value: Any) -> Any:
     """Coerce a fault setting to the type of its default; ValueError when impossible."""
     default = FAULT_DEFAULTS[name]
     try:
+        if isinstance(default, dict):
+            if not isinstance(value, dict) or set(value) - set(_LRO_KINDS):
+                raise TypeError(f"expected an object of seconds per call type ({', '.join(_LRO_KINDS)})")
+            durations = {str(k): float(v) for k, v in value.items()}
+            if any(v < 0 for v in durations.values()):
+                raise ValueError("durations must not be negative")
+            return durations
         if isinstance(default, list):
             if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set)):
                 raise TypeError("expected a list of app names")
@@ -2527,6 +2678,10 @@ def _coerce_fault(name: str, value: Any) -> Any:
         raise ValueError(f"invalid value for fault setting {name!r}: {value!r} ({exc})") from exc
     if coerced < 0:
         raise ValueError(f"fault setting {name!r} must not be negative")
+    if name == "time_scale" and coerced <= 0:
+        raise ValueError("fault setting 'time_scale' must be positive")
+    if name == "lro_jitter" and coerced > 1:
+        raise ValueError("fault setting 'lro_jitter' is a fraction between 0 and 1")
     return coerced
 
 

@@ -6,6 +6,10 @@ The SDK client is built on first use and reused. ARM's retry policy (429 honouri
 `ApplyTimeout`, and one that ends `Failed` raises `ApplyFailed`: neither is ever success. A write
 ARM refuses because an earlier operation on the app still runs (409 `ContainerAppOperationInProgress`)
 raises `OperationInProgress`: nothing was written, the next pass looks again.
+
+Every request spends this process's ARM budget of the subscription (`shared.adapters.arm_budget`). Writes of
+apps can also be started without waiting (`begin`) and then looked at once per `poll`, so one loop can keep
+many operations pending without a thread each.
 """
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ import io
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
+
+from shared.adapters import arm_budget
 
 from shared.config.credentials import credential
 from shared.config.settings import Settings
@@ -59,11 +66,21 @@ class ContainerApps:
             if self._client is None:
                 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
+                import requests
+                from azure.core.pipeline.transport import RequestsTransport
+
+                # One connection per request in flight: a pass starts and checks up to 2 x concurrency at once,
+                # and requests' default pool of 10 would make the rest open and drop connections.
+                session = requests.Session()
+                pool = max(10, 2 * self._settings.concurrency)
+                session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool))
                 self._client = ContainerAppsAPIClient(
                     credential(self._settings), self._subscription_id,
                     base_url=self._settings.arm_endpoint or None,
                     polling_interval=self._settings.arm_poll_interval,
-                    connection_timeout=10, read_timeout=60)
+                    transport=RequestsTransport(session=session, session_owner=False,
+                                                connection_timeout=10, read_timeout=60),
+                    per_retry_policies=[arm_budget.policy(arm_budget.for_subscription(self._subscription_id))])
             return self._client
 
     def list_apps(self, resource_group: str) -> list[dict[str, Any]]:
@@ -72,6 +89,78 @@ class ContainerApps:
         The pages go through the SDK client's pipeline (auth, retries) but are read as plain JSON,
         the shape `as_dict()` gives, without building models: at 2,000 apps that halves a steady pass."""
         return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps")
+
+    def begin(self, kind: str, resource_group: str, name: str, body: dict[str, Any] | None = None) -> Operation:
+        """Send one write of an app (`create`: PUT of `body`, `update`: merge-patch `body`, `delete`) and return
+        at once with its pending operation; `poll` it until it ends. The apply timeout runs from now. Raises
+        OperationInProgress (409) or ApplyFailed when ARM refuses the write."""
+        from azure.core.rest import HttpRequest
+
+        url = self._url(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps/{name}")
+        method = {"create": "PUT", "update": "PATCH", "delete": "DELETE"}[kind]
+        timeout = self._settings.apply_timeout
+        op = Operation(name, kind, url, deadline=time.monotonic() + timeout, timeout=timeout)
+        response = self.client.send_request(HttpRequest(method, url, json=body) if body is not None
+                                            else HttpRequest(method, url))
+        if response.status_code == 204 or (kind == "delete" and response.status_code == 200):
+            op.result = {}
+            return op
+        _raise_for(response)
+        op.status_url = response.headers.get("Azure-AsyncOperation")
+        op.location_url = response.headers.get("Location")
+        if not op.status_url and not op.location_url:
+            op.result = response.json() if kind != "delete" else {}
+            return op
+        op.next_poll = time.monotonic() + self._poll_delay(response)
+        return op
+
+    def poll(self, op: Operation) -> dict[str, Any] | None:
+        """One look at a pending operation: None while it runs (`op.next_poll` says when to look again); once it
+        succeeded the app as ARM JSON (`{}` for a delete). Raises ApplyFailed when it failed and ApplyTimeout
+        when the apply timeout would pass before the next look (never success)."""
+        from azure.core.rest import HttpRequest
+
+        if op.result is not None:
+            return op.result
+        if op.status_url:
+            response = self.client.send_request(HttpRequest("GET", op.status_url))
+            _raise_for(response)
+            status = str((response.json() or {}).get("status") or "").lower()
+            if status in ("failed", "canceled", "cancelled"):
+                _raise_for(response, failed=True)
+            done = status == "succeeded"
+        else:
+            response = self.client.send_request(HttpRequest("GET", op.location_url))
+            _raise_for(response)
+            done = response.status_code != 202
+        if not done:
+            delay = self._poll_delay(response)
+            if time.monotonic() + delay > op.deadline:
+                raise ApplyTimeout(f"operation on {op.name} did not finish within {op.timeout:g}s; not counted as "
+                                   "success")
+            op.next_poll = time.monotonic() + delay
+            return None
+        if op.kind == "delete":
+            op.result = {}
+        elif not op.status_url:
+            op.result = response.json() if response.status_code == 200 and response.content else {}
+        else:
+            final = self.client.send_request(HttpRequest("GET", op.url))
+            _raise_for(final)
+            op.result = final.json()
+        return op.result
+
+    def _poll_delay(self, response) -> float:
+        """ARM's `Retry-After` on an operation's answer, else the configured poll interval."""
+        try:
+            return float(response.headers.get("Retry-After") or self._settings.arm_poll_interval)
+        except ValueError:
+            return self._settings.arm_poll_interval
+
+    def _url(self, path: str) -> str:
+        endpoint = (self._settings.arm_endpoint or "https://management.azure.com").rstrip("/")
+        return (f"{endpoint}/subscriptions/{self._subscription_id}/{path}"
+                f"?api-version={self.client._config.api_version}")
 
     def _list(self, path: str) -> list[dict[str, Any]]:
         """Every item of an ARM list under the subscription (`path` after /subscriptions/<id>/), page by page, as
@@ -197,6 +286,34 @@ class ContainerApps:
                 raise OperationInProgress(_error_text(exc)) from None
             raise ApplyFailed(_error_text(exc)) from None
         return result.as_dict() if result is not None else {}
+
+
+@dataclass
+class Operation:
+    """A write of one app that ARM accepted and that may still run (see `ContainerApps.begin`)."""
+
+    name: str
+    kind: str
+    url: str
+    deadline: float
+    timeout: float
+    status_url: str | None = None
+    location_url: str | None = None
+    next_poll: float = 0.0
+    result: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def _raise_for(response, *, failed: bool = False) -> None:
+    """ARM's error answer (or a failed operation's status) as the errors `_wait` raises, with the same text."""
+    if response.status_code < 400 and not failed:
+        return
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.core.exceptions import ARMErrorFormat
+
+    exc = HttpResponseError(response=response, error_format=ARMErrorFormat)
+    if response.status_code == 409 and getattr(exc.error, "code", None) in OPERATION_IN_PROGRESS_CODES:
+        raise OperationInProgress(_error_text(exc))
+    raise ApplyFailed(_error_text(exc))
 
 
 def _deadline_polling(interval: float, deadline: float, message: str):

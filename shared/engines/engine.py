@@ -108,11 +108,99 @@ def apply_plan(target: Target, revision: str, plan: Plan, problems: list[Problem
     return finish(result, started)
 
 
+MAX_PENDING = 1000
+"""Operations one pass keeps pending at most (memory stays bounded; ARM's write bucket allows about 600 pending
+writes of 40 s each)."""
+
+
+class Pending:
+    """A step whose write ARM accepted and whose operation is still running: `handle` is what `poll` needs,
+    `due` the monotonic time to look again."""
+
+    def __init__(self, handle: Any, due: float):
+        self.handle, self.due = handle, due
+
+
+Look = Callable[[Step], "Outcome | Pending"]
+
+
+def apply_started(target: Target, revision: str, plan: Plan, problems: list[Problem], start: Look,
+                  poll: Callable[[Step, Any], "Outcome | Pending"], *, dry_run: bool, concurrency: int,
+                  progress: Progress | None, span: str) -> PassResult:
+    """Carry out every step of `plan` without parking a thread per operation: `start(step)` sends the write and
+    returns its Outcome (nothing to wait for, or a failure) or a Pending; this one loop then calls `poll(step,
+    handle)` for each pending operation when it is due, until it returns the Outcome. Starts and polls are single
+    requests run on two pools of `concurrency` threads (the ARM budget paces them); at most `MAX_PENDING`
+    operations are pending at once. `start` and `poll` never raise. Outcomes in plan order, each timed, with a
+    telemetry span named `span`; `progress` in plan order."""
+    import heapq
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from shared.adapters import telemetry
+
+    started = time.monotonic()
+    result = new_result(target, revision, dry_run)
+    result.degraded, result.prune = plan.degraded, plan.prune
+    result.problems = [p.to_dict() for p in problems]
+    steps = plan.steps
+    outcomes: list[Outcome | None] = [None] * len(steps)
+    began = [0.0] * len(steps)
+    due: list[tuple[float, int, Pending]] = []
+    running: dict[Any, int] = {}
+    reported = 0
+
+    def done(index: int, outcome: Outcome) -> None:
+        step = steps[index]
+        with telemetry.span(span, app=step.app, target=target.name, revision=revision, planned=step.kind) as trace:
+            if trace is not None:
+                trace.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
+                                      "reason": outcome.reason[:500]})
+        outcome.duration_ms = int((time.monotonic() - began[index]) * 1000)
+        outcomes[index] = outcome
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply-start") as starts, \
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply-poll") as polls:
+        following = 0
+        while reported < len(steps):
+            now = time.monotonic()
+            polling = sum(1 for f in running if running[f] < 0)
+            while due and due[0][0] <= now and polling < concurrency:
+                _, index, pending = heapq.heappop(due)
+                running[polls.submit(poll, steps[index], pending.handle)] = -1 - index
+                polling += 1
+            while (following < len(steps) and len(running) - polling < concurrency
+                   and len(due) + len(running) < MAX_PENDING):
+                began[following] = time.monotonic()
+                running[starts.submit(start, steps[following])] = following
+                following += 1
+            if running:
+                timeout = max(0.0, due[0][0] - time.monotonic()) if due else None
+                finished, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+            else:
+                time.sleep(max(0.0, due[0][0] - time.monotonic()) if due else 0)
+                finished = set()
+            for future in finished:
+                key = running.pop(future)
+                index = key if key >= 0 else -1 - key
+                answer = future.result()
+                if isinstance(answer, Pending):
+                    heapq.heappush(due, (answer.due, index, answer))
+                else:
+                    done(index, answer)
+            while reported < len(steps) and outcomes[reported] is not None:
+                result.outcomes.append(outcomes[reported])
+                reported += 1
+                if progress:
+                    progress(reported, len(steps), result.outcomes[-1])
+    return finish(result, started)
+
+
 def finish(result: PassResult, started: float) -> PassResult:
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result
 
 
-__all__ = ["Engine", "EngineFactory", "FileCache", "Progress", "VERDICTS", "apply_plan", "dry_run_outcome", "failed",
+__all__ = ["Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS", "apply_plan",
+           "apply_started", "dry_run_outcome", "failed",
            "finish",
            "new_result", "verdict"]
