@@ -98,7 +98,9 @@ class Settings:
         "DRIFTLESS_APPLY_TIMEOUT", "Seconds one create, update or delete may take; past it the app is `failed` with a "
         "timeout, never counted as success.", RECONCILE, 600.0, read="number", minimum=0.1)
     concurrency: int = _setting(
-        "DRIFTLESS_CONCURRENCY", "Writes in flight per pass (AKS Targets: also the parallel reads while planning).",
+        "DRIFTLESS_CONCURRENCY", "Requests sent at once per pass: app writes being started and operation checks "
+        "(ARM's write budget, not this, bounds the operations running); jobs, Dapr components and AKS objects: "
+        "writes in flight (AKS: also the parallel reads while planning).",
         RECONCILE, 16, read="whole", minimum=1)
     git_username: str = _setting(
         "DRIFTLESS_GIT_USERNAME", "User name sent with the Git token over HTTPS.", SOURCE, "x-access-token")
