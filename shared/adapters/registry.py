@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urljoin
 
+from shared.core import image_reference
+
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
@@ -31,9 +33,6 @@ MANIFEST_TYPES = ", ".join((
 ))
 TIMEOUT = 10
 MAX_PAGES = 100
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -71,15 +70,14 @@ class ImageRef:
 
 
 def parse_image(text: str) -> ImageRef:
-    """Parse an image reference; raise ValueError saying what is wrong."""
+    """Parse an image reference (the OCI grammar of `shared.core.image_reference`); raise ValueError saying what is
+    wrong."""
     reference = text.strip()
-    rest, _, digest = reference.partition("@")
-    if digest and not _DIGEST.match(digest):
-        raise ValueError(f"'{text}': '{digest}' is not a digest (algorithm:hex)")
-    slash, colon = rest.rfind("/"), rest.rfind(":")
-    name, tag = (rest[:colon], rest[colon + 1:]) if colon > slash else (rest, None)
-    if tag is not None and not _TAG.match(tag):
-        raise ValueError(f"'{text}': '{tag}' is not a valid tag")
+    why = image_reference.problem(reference)
+    if why:
+        raise ValueError(why)
+    match = image_reference.REFERENCE.fullmatch(reference)
+    name, tag, digest = match["name"], match["tag"], match["digest"]
     first, _, remainder = name.partition("/")
     if remainder and ("." in first or ":" in first or first == "localhost"):
         registry, path = first.lower(), remainder
@@ -88,9 +86,6 @@ def parse_image(text: str) -> ImageRef:
     if registry in _HUB_ALIASES:
         registry = DOCKER_HUB
         path = path if "/" in path else f"library/{path}"
-    if not path or not all(_COMPONENT.match(part) for part in path.split("/")):
-        raise ValueError(f"'{text}': '{path}' is not a valid repository name (lowercase letters, digits, "
-                         "separators '.', '_', '-', components separated by '/')")
     return ImageRef(name, registry, path, tag, digest or None)
 
 

@@ -130,7 +130,7 @@ def test_registry_helpers():
     assert is_acr("myacr.azurecr.io") and is_acr("contoso.azurecr.io:8443") and not is_acr("ghcr.io")
     assert secret_name("localhost:5000") == "driftless-registry-localhost-5000"
     assert secret_name("ghcr.io") == "driftless-registry-ghcr-io"
-    with pytest.raises(ValueError, match="not a valid repository name"):
+    with pytest.raises(ValueError, match="is not a valid image reference: the repository name must be lowercase"):
         parse_image("Bad/Upper:1")
 
 
