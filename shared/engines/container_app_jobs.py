@@ -23,7 +23,15 @@ from shared.core.image_policy import APP_CONTAINERS, Followed, followed
 from shared.core.manifests import FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
-from shared.engines.engine import VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
+from shared.engines.engine import (
+    VERDICTS,
+    Progress,
+    apply_plan,
+    check_workload_profiles,
+    dry_run_outcome,
+    failed,
+    verdict,
+)
 
 
 class ContainerAppJobsEngine:
@@ -54,9 +62,11 @@ class ContainerAppJobsEngine:
         if wanted:
             with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="executions") as pool:
                 latest = dict(zip(wanted, pool.map(self._latest, wanted)))
-        return container_app_job.plan_jobs(target=self.target, instance=self.settings.instance, jobs=desired,
+        plan = container_app_job.plan_jobs(target=self.target, instance=self.settings.instance, jobs=desired,
                                            problems=problems, live=live, latest=latest, suspended=suspended,
                                            only=only)
+        check_workload_profiles(plan, lambda: self.aca.environment(self.target.environment_id))
+        return plan
 
     def _latest(self, name: str) -> dict[str, Any] | None:
         """The job's latest execution (None when it never ran); reading it failing raises, as listing does."""

@@ -17,13 +17,22 @@ from typing import Iterable, Mapping
 
 from shared.adapters.container_apps import ApplyFailed, ContainerApps, Operation, OperationInProgress, for_subscription
 from shared.config.settings import Settings
-from shared.core import container_app, sizes
+from shared.core import container_app
 from shared.core.image_policy import APP_CONTAINERS, Followed, followed
 from shared.core.aca_kinds import ACA_READERS
 from shared.core.manifests import App, FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step, make_plan
-from shared.engines.engine import VERDICTS, Pending, Progress, apply_started, dry_run_outcome, failed, verdict
+from shared.engines.engine import (
+    VERDICTS,
+    Pending,
+    Progress,
+    apply_started,
+    check_workload_profiles,
+    dry_run_outcome,
+    failed,
+    verdict,
+)
 
 
 class ContainerAppsEngine:
@@ -48,7 +57,7 @@ class ContainerAppsEngine:
         live = self.aca.list_apps(self.target.resource_group)
         plan = make_plan(target=self.target, instance=self.settings.instance, apps=desired, problems=problems,
                          live=live, suspended=suspended, only=only, backoff=backoff)
-        self._check_workload_profiles(plan)
+        check_workload_profiles(plan, self._environment)
         return plan
 
     def reconcile(self, revision: str, desired: list[App], problems: list[Problem], *, dry_run: bool = False,
@@ -142,21 +151,3 @@ class ContainerAppsEngine:
     def _environment(self) -> dict:
         return self.aca.environment(self.target.environment_id)
 
-    def _check_workload_profiles(self, plan: Plan) -> None:
-        """Writes of apps on a workload profile the environment lacks, or that their total does not fit, fail
-        (the environment's profiles are read once per pass, and only when an app names one)."""
-        profiled = [s for s in plan.steps if s.writes and s.desired is not None
-                    and s.desired.sections.get(("properties", "workloadProfileName"))]
-        if not profiled:
-            return
-        environment = self._environment()
-        props = environment.get("properties") or environment
-        profiles = {p.get("name"): p.get("workloadProfileType") or ""
-                    for p in props.get("workloadProfiles") or [] if isinstance(p, dict)}
-        for step in profiled:
-            app = step.desired
-            everything = (*app.containers, *(app.init_containers or ()))
-            why = sizes.workload_profile_problem(sum(c.cpu for c in everything), sum(c.memory_gib for c in everything),
-                                                 app.sections[("properties", "workloadProfileName")], profiles)
-            if why:
-                step.kind, step.reason = "failed", f"not applied: {why}"

@@ -195,6 +195,30 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     return finish(result, started)
 
 
+def check_workload_profiles(plan: Plan, environment: Callable[[], dict]) -> None:
+    """Writes of apps or jobs on a workload profile the environment lacks, or whose CPU/memory total does not fit
+    it, become `failed` (never written). `environment()` (the managed environment as ARM JSON) is read once, and
+    only when a write names a profile."""
+    from shared.core import sizes
+
+    key = ("properties", "workloadProfileName")
+    profiled = [s for s in plan.steps if s.writes and s.desired is not None
+                and getattr(s.desired, "sections", {}).get(key)]
+    if not profiled:
+        return
+    found = environment()
+    props = found.get("properties") or found
+    profiles = {p.get("name"): p.get("workloadProfileType") or ""
+                for p in props.get("workloadProfiles") or [] if isinstance(p, dict)}
+    for step in profiled:
+        desired = step.desired
+        everything = (*desired.containers, *(desired.init_containers or ()))
+        why = sizes.workload_profile_problem(sum(c.cpu for c in everything), sum(c.memory_gib for c in everything),
+                                             desired.sections[key], profiles)
+        if why:
+            step.kind, step.reason = "failed", f"not applied: {why}"
+
+
 def finish(result: PassResult, started: float) -> PassResult:
     result.duration_ms = int((time.monotonic() - started) * 1000)
     return result

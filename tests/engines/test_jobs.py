@@ -323,3 +323,20 @@ def test_job_start_runs_a_manual_job_and_get_jobs_shows_its_execution(repo, aca,
     table = capsys.readouterr().out
     assert "TRIGGER" in table and f"default/reindex: {started['execution']} Failed: Error; exit status 1" in table
     assert main(["get", "apps", "-o", "json"]) == 0 and json.loads(capsys.readouterr().out) == []
+
+
+def test_jobs_on_dedicated_workload_profiles_are_checked_against_the_environment(repo, aca, driftless):
+    aca.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT, workload_profiles=[
+        {"name": "batch", "workloadProfileType": "E4", "minimumCount": 0, "maximumCount": 2}])
+    fits, too_big = copy.deepcopy(SCHEDULED), copy.deepcopy(SCHEDULED)
+    fits["metadata"]["name"], too_big["metadata"]["name"] = "fits", "too-big"
+    for manifest, cpu, memory in ((fits, 3, "24Gi"), (too_big, 6, "24Gi")):
+        manifest["spec"]["workloadProfileName"] = "batch"
+        manifest["spec"]["containers"][0].update(cpu=cpu, memory=memory)
+        write(repo, manifest)
+    repo.commit()
+    by_key = outcomes(sync(driftless())["default"])
+    assert by_key["Job/fits"].action == "created", by_key["Job/fits"].reason      # not a Consumption pair
+    assert by_key["Job/too-big"].action == "failed"
+    assert "does not fit one node of profile 'batch' (E4" in by_key["Job/too-big"].reason
+    assert aca.job(SUBSCRIPTION, GROUP, "too-big") is None
