@@ -50,7 +50,8 @@ class ContainerAppsEngine:
         return for_subscription(self.settings, self.target.subscription_id)
 
     def load(self, files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
-        return load_objects(files, ACA_READERS, self.files)
+        objects, problems = load_objects(files, ACA_READERS, self.files)
+        return [o for o in objects if isinstance(o, App)], problems
 
     def plan(self, revision: str, desired: list[App], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
