@@ -137,6 +137,7 @@ def answer(route: Callable[[Driftless], Reply]) -> Reply:
 def outage(exc: BaseException) -> str | None:
     """What is unavailable when `exc` is an outage of a service Driftless depends on, else None."""
     from azure.core.exceptions import (
+        ClientAuthenticationError,
         HttpResponseError,
         ServiceRequestError,
         ServiceResponseError,
@@ -148,6 +149,8 @@ def outage(exc: BaseException) -> str | None:
         return "the manifests repository"
     if isinstance(exc, (github.GitHubError, github.TokenUnavailable)):
         return "GitHub"
+    if isinstance(exc, ClientAuthenticationError):      # the managed identity could not get a token
+        return "the Function App's storage (queues and status table)"
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return "the Function App's storage (queues and status table)"
     if isinstance(exc, HttpResponseError) and (exc.status_code or 0) in (401, 403, 408, 429, 500, 502, 503, 504):

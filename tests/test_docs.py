@@ -246,3 +246,11 @@ def test_the_complete_examples_in_manifests_md_are_the_bundled_ones():
         assert f"(../examples/apps/{name}.yaml)" in page
     headings = {h.strip() for h in _HEADING.findall(_prose(DOCS / "manifests.md"))}
     assert set(ACA_READERS) | {"Target"} <= headings, "docs/manifests.md needs a section per manifest kind"
+
+
+def test_numbers_that_are_not_finite_are_refused_with_the_setting_named():
+    from shared.config.settings import Settings, SettingsError
+
+    for value in ("nan", "inf"):
+        with pytest.raises(SettingsError, match="DRIFTLESS_ARM_POLL_INTERVAL must be a number"):
+            Settings.from_env({"DRIFTLESS_ARM_POLL_INTERVAL": value})

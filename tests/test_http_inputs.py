@@ -392,3 +392,14 @@ def test_fuzz_every_http_route_answers_no_5xx_and_json_reasons(web, repo, capsys
         for name, statuses in sorted(by_route.items()):
             print(f"  {name}: {dict(sorted(statuses.items()))}")
     assert problems == [] and web.errors == [], problems[:10] or web.errors[:5]
+
+
+def test_a_managed_identity_that_cannot_get_a_token_is_an_outage_not_a_bug():
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import CredentialUnavailableError
+
+    from shared.wiring import outage
+
+    assert outage(CredentialUnavailableError("ManagedIdentityCredential: no response")) is not None
+    assert outage(ClientAuthenticationError("token request failed")) is not None
+    assert outage(KeyError("a bug")) is None

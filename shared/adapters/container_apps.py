@@ -14,6 +14,7 @@ many operations pending without a thread each.
 from __future__ import annotations
 
 import io
+import math
 import json
 import threading
 import time
@@ -99,9 +100,10 @@ class ContainerApps:
         url = self._url(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps/{name}")
         method = {"create": "PUT", "update": "PATCH", "delete": "DELETE"}[kind]
         timeout = self._settings.apply_timeout
-        op = Operation(name, kind, url, deadline=time.monotonic() + timeout, timeout=timeout)
+        op = Operation(name, kind, url, deadline=0.0, timeout=timeout)
         response = self.client.send_request(HttpRequest(method, url, json=body) if body is not None
                                             else HttpRequest(method, url))
+        op.deadline = time.monotonic() + timeout          # from ARM's answer: waiting for the budget does not count
         if response.status_code == 204 or (kind == "delete" and response.status_code == 200):
             op.result = {}
             return op
@@ -125,8 +127,11 @@ class ContainerApps:
         if op.status_url:
             response = self.client.send_request(HttpRequest("GET", op.status_url))
             _raise_for(response)
-            status = str((response.json() or {}).get("status") or "").lower()
+            answer = response.json() or {}
+            status = str(answer.get("status") or "").lower()
             if status in ("failed", "canceled", "cancelled"):
+                if not (answer.get("error") or {}).get("code"):
+                    raise ApplyFailed(f"operation on {op.name} ended {answer.get('status')}")
                 _raise_for(response, failed=True)
             done = status == "succeeded"
         else:
@@ -142,9 +147,9 @@ class ContainerApps:
             return None
         if op.kind == "delete":
             op.result = {}
-        elif not op.status_url:
-            op.result = response.json() if response.status_code == 200 and response.content else {}
-        else:
+        elif not op.status_url and response.status_code == 200 and response.content:
+            op.result = response.json()
+        else:                                              # ARM's final state of a PUT/PATCH: GET the resource
             final = self.client.send_request(HttpRequest("GET", op.url))
             _raise_for(final)
             op.result = final.json()
@@ -153,9 +158,10 @@ class ContainerApps:
     def _poll_delay(self, response) -> float:
         """ARM's `Retry-After` on an operation's answer, else the configured poll interval."""
         try:
-            return float(response.headers.get("Retry-After") or self._settings.arm_poll_interval)
+            delay = float(response.headers.get("Retry-After") or self._settings.arm_poll_interval)
         except ValueError:
             return self._settings.arm_poll_interval
+        return max(0.0, delay) if math.isfinite(delay) else self._settings.arm_poll_interval
 
     def _url(self, path: str) -> str:
         endpoint = (self._settings.arm_endpoint or "https://management.azure.com").rstrip("/")

@@ -1,6 +1,7 @@
 """Settings from environment variables: the same names as the Function App's app settings."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, Mapping
@@ -186,7 +187,7 @@ class Settings:
                 value = float(raw) if raw is not None else default
             except ValueError:
                 value = -1
-            if value < low:
+            if not math.isfinite(value) or value < low:
                 problems.append(f"{name} must be a number >= {low}, got {raw!r}")
                 return default
             return value

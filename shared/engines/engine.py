@@ -174,7 +174,8 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                 running[starts.submit(start, steps[following])] = following
                 following += 1
             if running:
-                timeout = max(0.0, due[0][0] - time.monotonic()) if due else None
+                # a due operation can only be sent when a poll thread is free; otherwise wait for a future
+                timeout = max(0.0, due[0][0] - time.monotonic()) if due and polling < concurrency else None
                 finished, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             else:
                 time.sleep(max(0.0, due[0][0] - time.monotonic()) if due else 0)

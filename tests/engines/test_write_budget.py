@@ -113,7 +113,48 @@ def test_a_pass_keeps_more_operations_pending_than_it_has_threads(repo, aca, dri
     for name in names:
         repo.write(f"apps/{name}.yaml", app_yaml(name))
     repo.commit("twelve apps")
-    result = sync(driftless(DRIFTLESS_CONCURRENCY="2"))["default"]
+    started_when_the_first_ended: list[int] = []
+
+    def progress(done: int, total: int, outcome) -> None:
+        if not started_when_the_first_ended:
+            started_when_the_first_ended.append(sum(aca.app(SUBSCRIPTION, GROUP, n) is not None for n in names))
+
+    result = sync(driftless(DRIFTLESS_CONCURRENCY="2"), progress=progress)["default"]
     assert {o.action for o in result.outcomes} == {"created"}
-    # with a thread per operation 2 threads need 6 rounds of 1 s; started at once they end together
-    assert result.duration_ms < 4000
+    # a thread per operation would have sent 2 writes when the first 1 s operation ended; all 12 were started
+    assert started_when_the_first_ended == [12]
+
+
+def test_the_apply_loop_waits_instead_of_spinning_while_every_poll_thread_is_busy(monkeypatch):
+    """With all poll threads busy and more operations due, the loop blocks on a future (no busy loop)."""
+    import concurrent.futures
+    import threading
+
+    from shared.core.manifests import Target
+    from shared.core.outcome import Outcome
+    from shared.core.plan import Plan, Step
+    from shared.engines.engine import Pending, apply_started
+
+    calls = {"wait": 0}
+    real_wait = concurrent.futures.wait
+
+    def counted(*args, **kwargs):
+        calls["wait"] += 1
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "wait", counted)
+    release = threading.Event()
+    steps = [Step(f"app-{i}", "create") for i in range(4)]
+
+    def start(step):
+        return Pending(step.app, 0.0)                    # due at once
+
+    def poll(step, handle):
+        release.wait(0.2)                                # a slow look at the operation
+        return Outcome(step.app, "created")
+
+    target = Target("t", "apps", "sub", "rg", "env")
+    result = apply_started(target, "r" * 40, Plan(steps, False), [], start, poll, dry_run=False, concurrency=1,
+                           progress=None, span="apply app")
+    assert [o.app for o in result.outcomes] == [s.app for s in steps]
+    assert calls["wait"] < 40, calls
