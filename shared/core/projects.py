@@ -402,9 +402,15 @@ def scan_file(file: str, data: bytes, documents: list[Any], syntax: list[Problem
 
 def _lines(data: bytes, document: int) -> dict[Path, int]:
     """Every path of one document of `data` and its line (a key's line for mapping entries)."""
+    node = None
     try:
-        node = list(yaml.compose_all(data.decode("utf-8"), Loader=_Loader))[document - 1]
-    except (yaml.YAMLError, UnicodeDecodeError, IndexError):
+        for index, composed in enumerate(yaml.compose_all(data.decode("utf-8"), Loader=_Loader), start=1):
+            if index == document:                      # stop here: a later document's YAML error does not matter
+                node = composed
+                break
+    except (yaml.YAMLError, UnicodeDecodeError):
+        pass
+    if node is None:
         return {}
     lines: dict[Path, int] = {}
     stack: list[tuple[Any, Path, int]] = [(node, (), node.start_mark.line + 1)]

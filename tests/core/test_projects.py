@@ -323,3 +323,16 @@ def test_a_problem_of_an_app_value_merged_with_a_default_names_the_project():
     assert apps == [] and (problem.file, problem.field, problem.line) == ("apps/web.yaml", "spec.scale", line_of(app, "scale"))
     assert "minReplicas (5) is greater than maxReplicas (3)" in problem.message
     assert f"merged with the defaults of Project 'team', apps/p.yaml:{line_of(text, 'scale')}" in problem.message
+
+
+def test_a_policy_rule_names_its_line_even_when_a_later_document_of_the_file_is_broken():
+    from shared.core.aca_kinds import ACA_READERS
+    from shared.core.manifests import load_objects
+
+    app = (b"apiVersion: driftless.io/v1alpha1\nkind: App\nmetadata: {name: api}\nspec:\n  containers:\n"
+           b"  - name: api\n    image: nginx:1.25\n    cpu: 0.5\n    memory: 1Gi\n")
+    project = (b"apiVersion: driftless.io/v1alpha1\nkind: Project\nmetadata: {name: p}\nspec:\n"
+               b"  policy: {allowedRegistries: [myacr.azurecr.io]}\n---\nkind: App\nmetadata: {name: x\n  bad: [\n")
+    objects, problems = load_objects({"a/api.yaml": app, "a/p.yaml": project}, ACA_READERS)
+    assert objects == []
+    assert any("allowedRegistries (a/p.yaml:5)" in p.message for p in problems), [p.message for p in problems]
