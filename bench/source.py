@@ -24,14 +24,14 @@ from bench.common import (
 
 
 class _Parses:
-    """Counts and times the Container Apps engine's `load_objects` while installed."""
+    """Counts and times the parse of an aca Target's files (`TargetEngine.load`'s `load_objects`) while installed."""
 
     def __init__(self) -> None:
         self.calls, self.seconds = 0, 0.0
 
     @contextmanager
     def installed(self) -> Iterator["_Parses"]:
-        from shared.engines import container_apps as engine
+        from shared.engines import target_engine as engine
 
         original = engine.load_objects
 

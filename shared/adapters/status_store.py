@@ -221,7 +221,7 @@ class Store:
         """Forget a delivery whose jobs could not be enqueued, so GitHub's redelivery is accepted."""
         self.release("delivery", delivery)
 
-    def advance(self, partition: str, key: str, *, order: str, value: str) -> tuple[bool, str | None]:
+    def advance(self, partition: str, key: str, *, order: str, value: str, detail: str = "") -> tuple[bool, str | None]:
         """Record `value` if it differs from the remembered one and `order` is newer; atomic (ETag).
 
         Returns (changed, previous raw record) so a caller whose work then fails can `restore` it.
@@ -232,10 +232,17 @@ class Store:
             held_order, _, held_value = (previous or "").partition("\t")
             if previous is not None and held_order >= order:
                 return False, previous
-            entity = {"PartitionKey": partition, "RowKey": key, "value": f"{order}\t{value}", "at": _iso(_now())}
+            entity = {"PartitionKey": partition, "RowKey": key, "value": f"{order}\t{value}", "at": _iso(_now()),
+                      "detail": detail}
             if self._take(entity, lambda held: held.get("value") == previous):
                 return previous is None or held_value != value, previous   # same value: only the order moved
         return False, self.recall(partition, key)
+
+    def newest(self, partition: str, key: str) -> tuple[str, str, str]:
+        """(order, value, detail) of the record `advance` keeps for `key` (empty strings when there is none)."""
+        row = self._get(partition, key) or {}
+        order, _, value = str(row.get("value") or "").partition("\t")
+        return order, value, str(row.get("detail") or "")
 
     def recall(self, partition: str, key: str) -> str | None:
         row = self._get(partition, key)

@@ -10,20 +10,18 @@ latest execution's status; a job that failed is never re-applied (that would not
 """
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
-from shared.adapters.container_apps import ApplyFailed, ContainerApps, OperationInProgress, for_subscription
-from shared.config.settings import Settings
+from shared.adapters.container_apps import ApplyFailed, OperationInProgress
 from shared.core import container_app_job
-from shared.core.aca_kinds import ACA_READERS
 from shared.core.container_app_job import Job
 from shared.core.image_policy import APP_CONTAINERS, Followed, followed
-from shared.core.manifests import FileCache, Problem, Target, load_objects
+from shared.core.manifests import Problem
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
 from shared.engines.engine import (
+    ArmKindEngine,
     VERDICTS,
     Progress,
     apply_plan,
@@ -34,23 +32,10 @@ from shared.engines.engine import (
 )
 
 
-class ContainerAppJobsEngine:
+class ContainerAppJobsEngine(ArmKindEngine):
     """Plans and reconciles the `Job` manifests of one Target of kind `aca`."""
 
-    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store=None):
-        """`store` (the status store) is not used: jobs carry their ownership in tags, as apps do."""
-        self.settings, self.target = settings, target
-        self.files = files or FileCache()
-        self._location: str | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def aca(self) -> ContainerApps:
-        return for_subscription(self.settings, self.target.subscription_id)
-
-    def load(self, files: Mapping[str, bytes]) -> tuple[list[Job], list[Problem]]:
-        objects, problems = load_objects(files, ACA_READERS, self.files)
-        return [o for o in objects if isinstance(o, Job)], problems
+    kind = Job
 
     def plan(self, revision: str, desired: list[Job], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
@@ -71,12 +56,6 @@ class ContainerAppJobsEngine:
     def _latest(self, name: str) -> dict[str, Any] | None:
         """The job's latest execution (None when it never ran); reading it failing raises, as listing does."""
         return container_app_job.latest_execution(self.aca.executions(self.target.resource_group, name))
-
-    def reconcile(self, revision: str, desired: list[Job], problems: list[Problem], *, dry_run: bool = False,
-                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
-                  progress: Progress | None = None) -> PassResult:
-        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
-        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
 
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:
@@ -128,9 +107,3 @@ class ContainerAppJobsEngine:
             health = step.health
         return Outcome(step.app, VERDICTS[step.kind], step.reason, diff, revision, healthy=health.healthy,
                        health_reason=health.reason)
-
-    def _environment_location(self) -> str:
-        with self._lock:
-            if self._location is None:
-                self._location = str(self.aca.environment(self.target.environment_id).get("location") or "")
-            return self._location

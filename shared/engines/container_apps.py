@@ -11,19 +11,17 @@ started after the plan is reported the same way, not as a failure.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Iterable, Mapping
 
-from shared.adapters.container_apps import ApplyFailed, ContainerApps, Operation, OperationInProgress, for_subscription
-from shared.config.settings import Settings
+from shared.adapters.container_apps import ApplyFailed, Operation, OperationInProgress
 from shared.core import container_app
 from shared.core.image_policy import APP_CONTAINERS, Followed, followed
-from shared.core.aca_kinds import ACA_READERS
-from shared.core.manifests import App, FileCache, Problem, Target, load_objects
+from shared.core.manifests import App, Problem
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step, make_plan
 from shared.engines.engine import (
+    ArmKindEngine,
     VERDICTS,
     Pending,
     Progress,
@@ -35,23 +33,10 @@ from shared.engines.engine import (
 )
 
 
-class ContainerAppsEngine:
+class ContainerAppsEngine(ArmKindEngine):
     """Plans and reconciles one Target of kind `aca`."""
 
-    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store=None):
-        """`store` (the status store) is not used: apps carry their ownership in tags."""
-        self.settings, self.target = settings, target
-        self.files = files or FileCache()
-        self._location: str | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def aca(self) -> ContainerApps:
-        return for_subscription(self.settings, self.target.subscription_id)
-
-    def load(self, files: Mapping[str, bytes]) -> tuple[list[App], list[Problem]]:
-        objects, problems = load_objects(files, ACA_READERS, self.files)
-        return [o for o in objects if isinstance(o, App)], problems
+    kind = App
 
     def plan(self, revision: str, desired: list[App], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
@@ -60,12 +45,6 @@ class ContainerAppsEngine:
                          live=live, suspended=suspended, only=only, backoff=backoff)
         check_workload_profiles(plan, self._environment)
         return plan
-
-    def reconcile(self, revision: str, desired: list[App], problems: list[Problem], *, dry_run: bool = False,
-                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
-                  progress: Progress | None = None) -> PassResult:
-        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
-        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
 
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:
@@ -142,13 +121,3 @@ class ContainerAppsEngine:
             return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
         except Exception as exc:  # one app's surprise must not stop the pass
             return failed(step, revision, exc)
-
-    def _environment_location(self) -> str:
-        with self._lock:
-            if self._location is None:
-                self._location = self._environment()["location"]
-            return self._location
-
-    def _environment(self) -> dict:
-        return self.aca.environment(self.target.environment_id)
-

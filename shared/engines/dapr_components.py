@@ -13,40 +13,26 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from shared.adapters.container_apps import ApplyFailed, ContainerApps, for_subscription
-from shared.adapters.status_store import Store
-from shared.config.settings import Settings
+from shared.adapters.container_apps import ApplyFailed
 from shared.core import dapr_component
-from shared.core.aca_kinds import ACA_READERS
 from shared.core.dapr_component import DaprComponent
 from shared.core.image_policy import Followed
-from shared.core.manifests import FileCache, Problem, Target, load_objects
+from shared.core.manifests import Problem
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
-from shared.engines.engine import VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
+from shared.engines.engine import ArmKindEngine, VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
 
 DAPR = ("properties", "configuration", "dapr")
 """Where an App keeps its Dapr settings (`App.sections`)."""
 
 
-class DaprComponentsEngine:
+class DaprComponentsEngine(ArmKindEngine):
     """Plans and reconciles the `DaprComponent` manifests of one Target of kind `aca`."""
+
+    kind = DaprComponent
 
     reads = ("App",)
     """Besides its own kind, the Apps of the Target (their Dapr app ids, for the scope warning)."""
-
-    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None,
-                 store: Store | None = None):
-        self.settings, self.target, self.store = settings, target, store
-        self.files = files or FileCache()
-
-    @property
-    def aca(self) -> ContainerApps:
-        return for_subscription(self.settings, self.target.subscription_id)
-
-    def load(self, files: Mapping[str, bytes]) -> tuple[list[Any], list[Problem]]:
-        objects, problems = load_objects(files, ACA_READERS, self.files)
-        return [o for o in objects if isinstance(o, DaprComponent)], problems
 
     def plan(self, revision: str, desired: list[Any], problems: list[Problem], *, only: str | None = None,
              suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None) -> Plan:
@@ -85,12 +71,6 @@ class DaprComponentsEngine:
                 if others:
                     found[component.key] = ", ".join(others)
         return found
-
-    def reconcile(self, revision: str, desired: list[Any], problems: list[Problem], *, dry_run: bool = False,
-                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
-                  progress: Progress | None = None) -> PassResult:
-        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
-        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
 
     def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
               progress: Progress | None = None) -> PassResult:

@@ -3,17 +3,21 @@
 An engine is built for one Target (by `shared.engines.engine_for`) and kept while the Target's
 definition is unchanged. It reads what Git wants (`load`), compares it with what runs (`plan`,
 reads only), applies the difference (`reconcile`) and reports health of what it owns in each
-outcome. Engines never read Git, queues or the status store themselves: the reconciler hands
-them files, suspensions and backoff.
+outcome. Engines never read Git or queues themselves: the reconciler hands
+them files, suspensions, backoff and (for the Dapr inventory) the status store.
 """
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
+from shared.adapters.container_apps import ContainerApps, for_subscription
+from shared.config.settings import Settings
+from shared.core.aca_kinds import ACA_READERS
 from shared.core.image_policy import Followed
-from shared.core.manifests import FileCache, Problem, Target
+from shared.core.manifests import FileCache, Problem, Target, load_objects
 from shared.core.outcome import Outcome, PassResult
 from shared.core.plan import Plan, Step
 
@@ -225,7 +229,47 @@ def finish(result: PassResult, started: float) -> PassResult:
     return result
 
 
-__all__ = ["Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS", "apply_plan",
+__all__ = ["ArmKindEngine", "Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS", "apply_plan",
            "apply_started", "dry_run_outcome", "failed",
            "finish",
            "new_result", "verdict"]
+
+
+class ArmKindEngine:
+    """What the engines of an aca Target's kinds share: settings, the Target, the parse cache, the status store
+    (only Dapr components use it), the subscription's ARM client, the environment, and `reconcile` = `plan` +
+    `apply`. A subclass names its manifest class in `kind` and writes `plan`, `apply` and `followed`."""
+
+    kind: type = object
+
+    def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store: Any = None):
+        self.settings, self.target, self.store = settings, target, store
+        self.files = files or FileCache()
+        self._location: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def aca(self) -> ContainerApps:
+        return for_subscription(self.settings, self.target.subscription_id)
+
+    def load(self, files: Mapping[str, bytes]) -> tuple[list[Any], list[Problem]]:
+        """The Target's objects of this engine's kind (every aca kind is parsed, each file once per content)."""
+        objects, problems = load_objects(files, ACA_READERS, self.files)
+        return [o for o in objects if isinstance(o, self.kind)], problems
+
+    def reconcile(self, revision: str, desired: list[Any], problems: list[Problem], *, dry_run: bool = False,
+                  only: str | None = None, suspended: Iterable[str] = (), backoff: Mapping[str, str] | None = None,
+                  progress: Progress | None = None) -> PassResult:
+        plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
+        return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
+
+    def _environment(self) -> dict[str, Any]:
+        """The Target's managed environment as ARM JSON."""
+        return self.aca.environment(self.target.environment_id)
+
+    def _environment_location(self) -> str:
+        """The environment's location, read once."""
+        with self._lock:
+            if self._location is None:
+                self._location = str(self._environment().get("location") or "")
+            return self._location

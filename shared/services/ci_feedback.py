@@ -164,14 +164,23 @@ class Callbacks:
         key = f"{event.config}|{event.commit}|{event.context}"
         if sink == "status":
             changed, previous = self.store.advance("status", _digest(key), order=received_at,
-                                                   value=f"{event.state}|{event.description}")
+                                                   value=f"{event.state}|{event.description}",
+                                                   detail=json.dumps(event.to_dict()))
             if not changed:
                 return
+            value = f"{event.state}|{event.description}"
+            if self.store.newest("status", _digest(key))[0] > received_at:
+                return                                  # a newer status was recorded meanwhile; its worker posts it
             try:
                 forwarder.status(event)
             except Exception:
                 self.store.restore("status", _digest(key), previous)
                 raise
+            # Two workers may post statuses of one commit at once: if a newer one was recorded while this one
+            # was on the wire, this post may have landed after it, so the newest is posted once more.
+            newest, newest_value, detail = self.store.newest("status", _digest(key))
+            if newest > received_at and newest_value != value and detail:
+                forwarder.status(PhaseEvent(**json.loads(detail)))
         elif sink in ("dispatch", "pipelines"):
             claim = _digest(f"{key}|{event.state}|{sink}")
             if not self.store.claim(sink, claim):

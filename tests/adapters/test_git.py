@@ -51,7 +51,7 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     assert sorted(a.name for a in apps) == ["api", "web"]
     served.requests.clear()
     parses = []
-    import shared.engines.container_apps as engine
+    import shared.engines.target_engine as engine                        # where an aca Target parses its files
     monkeypatch.setattr(engine, "load_objects", lambda files, readers, cache=None: parses.append(files) or ([], []))
     again = reconciler.source.head()
     assert again == head and reconciler.desired(target, again)[0] == apps
@@ -60,8 +60,8 @@ def test_unchanged_head_costs_one_ref_lookup_and_no_fetch_or_parse(served, repo,
     repo.write("apps/web.yaml", app_yaml("web", image="nginx:next"))
     moved = repo.commit("move")
     assert reconciler.source.head() == moved
-    reconciler.source.read("apps", moved)
-    assert reconciler.source.stats.fetches == 2
+    reconciler.desired(target, moved)
+    assert reconciler.source.stats.fetches == 2 and len(parses) == 1  # the counter sees a new head's parse
 
 
 def test_a_changed_head_parses_only_the_files_that_changed(served, repo, tmp_path):
