@@ -12,6 +12,7 @@ RECONCILE_QUEUE = "reconcile-jobs"  # the names in shared/core/queues.py; a test
 PHASE_QUEUE = "phase-events"
 IMAGE_QUEUE = "image-updates"
 PREVIEW_QUEUE = "plan-previews"
+ROLLOUT_QUEUE = "rollout-steps"
 
 
 def _driftless():
@@ -39,6 +40,12 @@ def scheduled_reconcile(timer: func.TimerRequest) -> None:
 def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """GitHub push webhook; the HMAC signature is the authentication."""
     return _http(lambda driftless: driftless.github_webhook(req.headers, req.get_body()))
+
+
+@app.route(route="azure-devops/webhook", methods=["POST"])
+def azure_devops_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """Azure DevOps service hook (pull request created / updated): a plan preview; function key plus the hook secret."""
+    return _http(lambda driftless: driftless.previews.azure_devops_webhook(req.headers, req.get_body()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name=RECONCILE_QUEUE, connection="AzureWebJobsStorage")
@@ -116,3 +123,22 @@ def image_update_worker(msg: func.QueueMessage) -> None:
 def plan_preview_worker(msg: func.QueueMessage) -> None:
     """Plan one pull request head and post the check run and comment; raising hands the message back for a retry."""
     _driftless().previews.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=ROLLOUT_QUEUE, connection="AzureWebJobsStorage")
+def rollout_worker(msg: func.QueueMessage) -> None:
+    """Carry out one rollout step job (weights, pause, analysis, promotion or roll back); raising hands it back."""
+    _driftless().rollouts.run(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+@app.route(route="rollouts/{name}", methods=["GET"])
+def rollout_status(req: func.HttpRequest) -> func.HttpResponse:
+    """One app's rollout: phase, step, weights and the last analysis (`?target=` narrows it)."""
+    return _http(lambda driftless: driftless.rollouts.status(req.route_params["name"], req.params.get("target")))
+
+
+@app.route(route="rollouts/{name}/{action}", methods=["POST"])
+def rollout_control(req: func.HttpRequest) -> func.HttpResponse:
+    """Promote a paused rollout or abort a running one (`?target=` names the Target)."""
+    return _http(lambda driftless: driftless.rollout(req.route_params["action"], req.route_params["name"],
+                                                     req.params.get("target")))

@@ -7,7 +7,11 @@ async operations), ``Microsoft.App/jobs`` (with ``start`` and executions),
 client to run against it unchanged, with per-route call counters and injectable
 faults (latency, throttling, unavailability, failing or hanging operations,
 another client's operation running on an app or job, images that fail to start).
-Tests decide job execution outcomes with ``add_execution`` / ``set_execution``.
+Tests decide job execution outcomes with ``add_execution`` / ``set_execution``, a
+revision's health with ``set_revision_state`` and time with ``set_clock``. The same
+port serves Azure Monitor's metrics API (``metrics:getBatch``, values injected with
+``set_requests``) and the Application Insights query API (answers injected with
+``set_query_result``): see devtools/monitor_stub.py.
 
 Long-running operations are evaluated lazily whenever their app or the
 operation itself is read, using the fault settings in force at that moment
@@ -57,6 +61,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import trustme
 
 from devtools.merge_patch import merge_patch
+from devtools.monitor_stub import Answer, LogQueries, MonitorError, Rate, RequestMetrics, logs_body, logs_resource
 from devtools.tls import TlsServer, certificate
 
 _LOG = logging.getLogger(__name__)
@@ -205,7 +210,11 @@ _FAULT_LISTS = {"apps": ("lro_hang_apps", "lro_fail_apps", "conflict_apps"),
 # Top-level keys the emulator owns; any other key a client sends is kept as sent.
 _APP_KEYS = frozenset({"id", "name", "type", "location", "tags", "identity", "systemData", "properties"})
 _ENV_KEYS = _APP_KEYS - {"identity"}
+_METRICS_BATCH = re.compile(_SUB + r"/metrics:getBatch", re.I)
+"""Azure Monitor's metrics data plane (devtools/monitor_stub.py), served on the same port."""
 _CONTROL_ENV = re.compile(r"/_emulator/environments/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<name>[^/]+)")
+_CONTROL_REQUESTS = re.compile(r"/_emulator/requests/(?P<app>[^/]+)/(?P<revision>[^/]+)")
+_CONTROL_REVISION_STATE = re.compile(r"/_emulator/revision-state/(?P<app>[^/]+)/(?P<revision>[^/]+)")
 _CONTROL_RELEASE = re.compile(r"/_emulator/release(?P<job>-job)?/(?P<sub>[^/]+)/(?P<rg>[^/]+)/(?P<name>[^/]+)")
 
 
@@ -1369,9 +1378,11 @@ class AcaEmulator:
         self._state_file = state_file
         self._page_size = page_size
         self._token = token
-        self._clock = clock
+        self._base_clock = clock
+        self._test_clock: Callable[[], float] | None = None
+        self._clock: Callable[[], float] = self._now
         self._random = random.Random(seed)
-        self._throttling = ThrottlingModel(clock)
+        self._throttling = ThrottlingModel(self._clock)
         self._lock = threading.RLock()
         self._dirty = False
         self._counts: Counter[str] = Counter()
@@ -1383,6 +1394,8 @@ class AcaEmulator:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._job_index: dict[str, list[str]] = {}
         self._dapr: dict[str, dict[str, Any]] = {}
+        self._metrics = RequestMetrics(self._clock)
+        self._logs = LogQueries()
         self._server: TlsServer | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._writer: threading.Thread | None = None
@@ -1450,6 +1463,9 @@ class AcaEmulator:
             self._jobs.clear()
             self._job_index.clear()
             self._dapr.clear()
+            self._metrics.reset()
+            self._logs.reset()
+            self._test_clock = None
             self._counts.clear()
             self._faults = copy.deepcopy(FAULT_DEFAULTS)
             self._throttling.reset()
@@ -1576,13 +1592,90 @@ class AcaEmulator:
             record = self._dapr.get(_dapr_key(subscription_id, resource_group, environment, name))
             return copy.deepcopy(record["resource"]) if record else None
 
+    def set_clock(self, clock: Callable[[], float] | None) -> None:
+        """Use ``clock`` (seconds since the epoch) instead of the constructor's from now on, for operations,
+        throttling and metrics, until ``reset`` (or ``set_clock(None)``): a session-wide emulator with a test's
+        injected time."""
+        with self._lock:
+            self._test_clock = clock
+
+    def _now(self) -> float:
+        return (self._test_clock or self._base_clock)()
+
+    # ------------------------------------------------- Azure Monitor metrics
+
+    @property
+    def metrics_url(self) -> str:
+        """The metrics endpoint (``DRIFTLESS_METRICS_ENDPOINT``): Azure Monitor's metrics API on this port, as
+        ``https://<region>.metrics.monitor.azure.com`` serves it."""
+        return self.url
+
+    def set_requests(self, app: str, revision: str, *, per_minute: Rate = 0.0, errors_5xx: Rate = 0.0,
+                     errors_4xx: Rate = 0.0, pods: int = 1) -> None:
+        """Inject the ``Requests`` metric of the app's ``revision`` (app and revision by name, any resource group):
+        ``per_minute`` requests a minute, ``errors_5xx`` / ``errors_4xx`` of them failing, each a number or a
+        function of the minute's start (seconds since the epoch on this emulator's clock). A minute is reported
+        once it is over on that clock. See devtools/monitor_stub.py."""
+        self._metrics.set_requests(app, revision, per_minute=per_minute, errors_5xx=errors_5xx,
+                                   errors_4xx=errors_4xx, pods=pods)
+
+    def clear_requests(self, app: str, revision: str | None = None) -> None:
+        """Forget the app's injected requests (one revision's, or all)."""
+        self._metrics.clear_requests(app, revision)
+
+    def set_query_result(self, resource_id: str, query: str, value: Answer, column: str = "value") -> None:
+        """Answer the Application Insights (Log Analytics) ``query`` on ``resource_id`` (served at ``metrics_url``
+        too, as ``POST /v1{resource id}/query``) with one row holding ``value``: a number, None (no row) or a
+        function of (start, end) seconds since the epoch. Other queries are refused (400 SemanticError)."""
+        self._logs.set_query_result(resource_id, query, value, column)
+
+    def _logs_query(self, req: Request, resource_id: str) -> Response:
+        """``POST /v1/{resource id}/query`` of the Log Analytics API (counted as ``POST logs query``)."""
+        with self._lock:
+            self._counts["POST logs query"] += 1
+        try:
+            if req.method != "POST":
+                raise MonitorError(405, "MethodNotAllowed", f"The requested resource does not support http method "
+                                   f"'{req.method}'.")
+            self._logs.authenticate(req.headers.get("Authorization"), self._token)
+            return Response.json(200, self._logs.query(resource_id, req.body))
+        except MonitorError as err:
+            return Response.json(err.status, logs_body(err), err.headers)
+
+    def _metrics_batch(self, req: Request, sub: str) -> Response:
+        """``POST /subscriptions/{sub}/metrics:getBatch`` (counted as ``POST metrics:getBatch``)."""
+        with self._lock:
+            self._counts["POST metrics:getBatch"] += 1
+        try:
+            if req.method != "POST":
+                raise MonitorError(405, "MethodNotAllowed", f"The requested resource does not support http method "
+                                   f"'{req.method}'.")
+            self._metrics.authenticate(req.headers.get("Authorization"), self._token)
+            return Response.json(200, self._metrics.get_batch(sub, req.query, req.body, self._app_location))
+        except MonitorError as err:
+            return Response.json(err.status, err.body(), err.headers)
+
+    def _app_location(self, resource_id: str) -> str | None:
+        """The location of the app with this ARM id (its slug, as Monitor's ``resourceregion``), None if unknown."""
+        with self._locked():
+            record = self._settled(resource_id.rstrip("/").lower())
+            return _location_slug(record["resource"]["location"]) if record else None
+
     # ----------------------------------------------------------- dispatch
 
     def handle(self, req: Request) -> Response:
-        """Answer one HTTP request (control endpoints under ``/_emulator/``, everything else ARM)."""
+        """Answer one HTTP request (control endpoints under ``/_emulator/``, Azure Monitor's metrics:getBatch and
+        the Log Analytics query API, everything else ARM)."""
         path = req.path.rstrip("/") or "/"
         try:
-            response = self._control(req, path) if path.lower().startswith("/_emulator/") else self._arm(req, path)
+            if path.lower().startswith("/_emulator/"):
+                response = self._control(req, path)
+            elif batch := _METRICS_BATCH.fullmatch(path):
+                response = self._metrics_batch(req, unquote(batch.group("sub")))
+            elif logs := logs_resource(path):
+                response = self._logs_query(req, unquote(logs))
+            else:
+                response = self._arm(req, path)
         except Exception:  # noqa: BLE001 - a bug must still produce an ARM-shaped answer
             _LOG.exception("emulator failed on %s %s", req.method, req.path)
             response = ArmError(500, "InternalServerError", "The emulator failed; see its log.").response()
@@ -1711,6 +1804,28 @@ class AcaEmulator:
                 env = self.add_environment(sub, rg, name, str(body.get("location") or "westeurope"),
                                            workload_profiles=profiles if isinstance(profiles, list) else None)
                 return Response.json(200, env)
+            requests_match = _CONTROL_REQUESTS.fullmatch(path)
+            if req.method == "POST" and requests_match:
+                body = req.json(allow_empty=True)
+                try:
+                    self.set_requests(*(unquote(v) for v in requests_match.groups()),
+                                      **{k: body[k] for k in ("per_minute", "errors_5xx", "errors_4xx", "pods")
+                                         if k in body})
+                except (TypeError, ValueError) as exc:
+                    raise ArmError(400, "InvalidRequests", str(exc)) from exc
+                return Response.json(200, {})
+            state_match = _CONTROL_REVISION_STATE.fullmatch(path)
+            if req.method == "POST" and state_match:
+                body = req.json(allow_empty=True)
+                try:
+                    self.set_revision_state(*(unquote(v) for v in state_match.groups()),
+                                            **{k: body[k] for k in ("healthy", "running_state", "replicas",
+                                                                    "subscription_id", "resource_group") if k in body})
+                except KeyError as exc:
+                    raise ArmError(404, "NotFound", str(exc.args[0])) from exc
+                except (TypeError, ValueError) as exc:
+                    raise ArmError(400, "InvalidRevisionState", str(exc)) from exc
+                return Response.json(200, {})
             release_match = _CONTROL_RELEASE.fullmatch(path)
             if req.method == "POST" and release_match:
                 job, sub, rg, name = release_match.group("job"), *(
@@ -1902,7 +2017,8 @@ class AcaEmulator:
         }
         record["domain"] = env["properties"]["defaultDomain"]
         self._dirty = True
-        return (record, *self._add_revision_if_changed(record, before, props["template"], now))
+        revision, error = self._add_revision_if_changed(record, before, props["template"], now)
+        return record, revision, error or _unknown_traffic_target(record)
 
     def _add_revision_if_changed(
         self, record: dict[str, Any], before: dict[str, Any] | None, template: dict[str, Any], now: float
@@ -1965,7 +2081,8 @@ class AcaEmulator:
             return Response.json(200, self._revision_body(record, revision))
 
     def _revision_body(self, record: dict[str, Any], rev: dict[str, Any]) -> dict[str, Any]:
-        """The revision resource with traffic, activity and replicas derived from the app's current state."""
+        """The revision resource with traffic, activity and replicas derived from the app's current state, and the
+        health, running state and replicas a test injected with ``set_revision_state`` (while active)."""
         props = record["resource"]["properties"]
         mode = props["configuration"]["activeRevisionsMode"]
         weight = _traffic_weights(record).get(rev["name"].lower(), 0)
@@ -1973,18 +2090,72 @@ class AcaEmulator:
         active = provisioned and (weight > 0 if mode == "Single" else rev.get("_active", True))
         min_replicas = int(rev["template"]["scale"].get("minReplicas") or 0)
         details = {k: v for k, v in rev.items() if k != "name" and not k.startswith("_")}
+        injected = dict(rev.get("_state") or {}) if provisioned else {}
+        replicas = injected.pop("replicas", max(1, min_replicas))
+        if not active:
+            injected = {}
         return {
             "id": f"{record['resource']['id']}/revisions/{rev['name']}",
             "name": rev["name"],
             "type": REVISION_TYPE,
             "properties": {
                 **details,
+                **injected,
                 "fqdn": _fqdn(record, rev["name"]),
                 "active": active,
-                "replicas": max(1, min_replicas) if active else 0,
+                "replicas": replicas if active else 0,
                 "trafficWeight": weight,
             },
         }
+
+    def set_revision_state(
+        self,
+        app: str,
+        revision: str,
+        *,
+        healthy: bool | None = None,
+        running_state: str | None = None,
+        replicas: int | None = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+    ) -> None:
+        """Make a provisioned revision of the app (by name; give ``subscription_id`` / ``resource_group`` when the
+        name is in several) report ``healthState`` Healthy / Unhealthy, ``runningState`` (Running, Processing,
+        Stopped, Degraded, Failed, Unknown; default Running when healthy, Degraded when not) and ``replicas`` while
+        it is active, as ARM does once its replicas pass or fail their probes. ``healthy=None`` with no other
+        argument forgets what was injected. KeyError for no such app or revision, ValueError for a bad value."""
+        if running_state is not None and running_state not in _RUNNING_STATES:
+            raise ValueError(f"running_state must be one of {', '.join(_RUNNING_STATES)}, not {running_state!r}")
+        if replicas is not None and (not _is_int(replicas) or replicas < 0):
+            raise ValueError("replicas must be a non-negative integer")
+        with self._locked():
+            record = self._app_named(app, subscription_id, resource_group)
+            rev = record["revisions"].get(revision.lower())
+            if rev is None:
+                raise KeyError(f"container app {app!r} has no revision {revision!r}")
+            state: dict[str, Any] = {}
+            if healthy is not None:
+                state["healthState"] = "Healthy" if healthy else "Unhealthy"
+                state["runningState"] = "Running" if healthy else "Degraded"
+            if running_state is not None:
+                state["runningState"] = running_state
+            if replicas is not None:
+                state["replicas"] = replicas
+            rev["_state"] = state or None
+            self._dirty = True
+
+    def _app_named(self, app: str, subscription_id: str | None, resource_group: str | None) -> dict[str, Any]:
+        """The settled record of the one app called ``app`` (in the given subscription / resource group)."""
+        keys = [key for key in self._apps if key.rsplit("/", 1)[1] == app.lower()
+                and (subscription_id is None or key.split("/")[2] == subscription_id.lower())
+                and (resource_group is None or key.split("/")[4] == resource_group.lower())]
+        if len(keys) != 1:
+            raise KeyError(f"{'no' if not keys else 'more than one'} container app named {app!r}"
+                           + (": give subscription_id and resource_group" if keys else ""))
+        record = self._settled(keys[0])
+        if record is None:
+            raise KeyError(f"no container app named {app!r}")
+        return record
 
     def _revision_action(self, req: Request, sub: str, rg: str, name: str, rev: str, action: str) -> Response:
         """Activate or deactivate a revision (200, no body); it counts as active in Multiple mode only."""
@@ -1999,13 +2170,16 @@ class AcaEmulator:
             return Response(200)
 
     def _purge_inactive(self, record: dict[str, Any]) -> None:
-        """Drop the oldest inactive revisions beyond ``maxInactiveRevisions`` (never the latest revision)."""
+        """Drop the oldest inactive revisions beyond ``maxInactiveRevisions`` (never the latest revision, nor one
+        the traffic configuration names)."""
         limit = record["resource"]["properties"]["configuration"].get("maxInactiveRevisions")
         if not _is_int(limit):
             return
         latest = _latest_revision(record)
+        ingress = record["resource"]["properties"]["configuration"]["ingress"]
+        named = {str(rule.get("revisionName") or "").lower() for rule in (ingress or {}).get("traffic") or []}
         inactive = [key for key, rev in record["revisions"].items()
-                    if rev is not latest and rev["provisioningState"] != "Provisioning"
+                    if rev is not latest and rev["provisioningState"] != "Provisioning" and key not in named
                     and not self._revision_body(record, rev)["properties"]["active"]]
         for key in inactive[:max(0, len(inactive) - limit)]:
             del record["revisions"][key]
@@ -2625,6 +2799,27 @@ def _fqdn(record: dict[str, Any], host: str) -> str:
     if ingress is None:
         return ""
     return f"{host}.{'' if ingress.get('external') else 'internal.'}{record['domain']}"
+
+
+_RUNNING_STATES = ("Running", "Processing", "Stopped", "Degraded", "Failed", "Unknown")
+"""ARM's RevisionRunningState values."""
+
+
+def _unknown_traffic_target(record: dict[str, Any]) -> dict[str, str] | None:
+    """The error a write's operation fails with when its traffic names a revision the app does not have (the one
+    the write creates counts): ACA accepts the write and its operation ends Failed (as for traffic that leaves the
+    new revision out, hashicorp/terraform-provider-azurerm#27221); the message is ours (unconfirmed)."""
+    ingress = record["resource"]["properties"]["configuration"]["ingress"]
+    for rule in (ingress or {}).get("traffic") or []:
+        name = str(rule.get("revisionName") or "")
+        if name and name.lower() not in record["revisions"]:
+            return {
+                "code": "ContainerAppOperationError",
+                "message": f"Failed to provision revision for container app '{record['resource']['name']}'. Error "
+                           f"details: the traffic configuration names revision '{_shown(name)}', which does not "
+                           "exist.",
+            }
+    return None
 
 
 def _traffic_weights(record: dict[str, Any]) -> dict[str, int]:

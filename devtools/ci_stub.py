@@ -7,11 +7,18 @@ GitHub routes follow api.github.com's paths (PyGithub uses them with `base_url=<
 `GET /repos/{owner}/{repo}/actions/runs?head_sha=`, `GET|PUT /repos/{owner}/{repo}/contents/{path}` (the PUT
 answers 409 when `sha` is not the file's current blob SHA, as GitHub does); for plan previews the Checks API
 (`POST /repos/{owner}/{repo}/check-runs`, `PATCH .../check-runs/{id}`, `GET .../commits/{ref}/check-runs`,
-`GET .../check-runs/{id}/annotations`: 422 for more than 50 annotations in one request, for `completed` without a
+`GET .../check-runs/{id}/annotations`, and `GET .../compare/{base}...{head}` for the merge base seeded in
+`merge_bases`: 422 for more than 50 annotations in one request, for `completed` without a
 conclusion or an output without title and summary; annotations are appended on each update) and issue comments
 (`GET|POST .../issues/{number}/comments`, `PATCH .../issues/comments/{id}`). `rate_limited[kind] = n` answers the
-next n calls of a route with GitHub's secondary rate limit (403 with `Retry-After`). Azure DevOps routes live under
-`/{org}/...` as on dev.azure.com. Subscribers: `POST /subscribers/{name}` (no authentication).
+next n calls of a route with GitHub's secondary rate limit (403 with `Retry-After`). Creating a check run with a
+personal access token (`ghp_...`, `github_pat_...`: GitHub's token prefixes) is 403, as GitHub lets only Apps
+create check runs. Azure DevOps routes live under `/{org}/...` as on dev.azure.com; for plan previews the pull
+request itself (`GET .../pullRequests/{id}`), its iterations, statuses (`GET|POST .../pullRequests/{id}/statuses`:
+400 without `context.name` or with a state outside GitStatusState, 400 for an unknown `iterationId`) and comment
+threads (`GET|POST .../pullRequests/{id}/threads`, `PATCH .../threads/{threadId}/comments/{commentId}`), each 404
+(TF401180) for a pull request the stub does not hold; seed one with `azdo_push`. Subscribers:
+`POST /subscribers/{name}` (no authentication).
 
 Authentication, as the services do it: a GitHub call without `Authorization: token|Bearer <token>` is 401
 `{"message": "Requires authentication", ...}`, one with another token than `token` (when set) 401
@@ -71,6 +78,9 @@ class CiStub:
     check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)       # id -> check run as GitHub returns it
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # check run id -> annotations
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)       # id -> issue comment (with "issue")
+    pr_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # Azure PR id -> statuses posted
+    merge_bases: dict[tuple[str, str], str] = field(default_factory=dict)  # (base, head) -> merge base, for compare
+    threads: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)  # Azure PR id -> thread id -> thread
     rate_limited: dict[str, int] = field(default_factory=dict)  # route kind -> how many calls get a secondary
     #                                                             rate limit (403 + Retry-After) before it passes
     token: str | None = None             # the GitHub token calls must carry (None: any token, but one)
@@ -122,9 +132,17 @@ class CiStub:
             body = raw.decode("utf-8", "replace")
         self.calls.append(Call(method, parts.path, parse_qs(parts.query), body, headers))
         kind = _kind(method, parts.path)
-        refused = self._unauthenticated(kind, {k.lower(): v for k, v in headers.items()})
+        headers_lower = {k.lower(): v for k, v in headers.items()}
+        refused = self._unauthenticated(kind, headers_lower)
         if refused:
             return refused
+        if kind == "github_check_create":                         # GitHub: only GitHub Apps create check runs
+            token = headers_lower.get("authorization", "").partition(" ")[2]
+            if token.startswith(("ghp_", "github_pat_")):
+                message = ("You must authenticate via a GitHub App." if token.startswith("ghp_") else
+                           "Resource not accessible by personal access token")
+                return 403, {"message": message, "documentation_url": f"{GITHUB_DOCS}/checks/runs#create-a-check-run",
+                             "status": "403"}, {}
         if kind in self.failing:
             return self.failing[kind], {"message": "injected failure"}, {}
         if self.rate_limited.get(kind):
@@ -283,6 +301,24 @@ class CiStub:
                 "sha": blob_sha(data), "path": path, "name": path.rsplit("/", 1)[-1],
                 "url": f"{self.url}/repos/{owner}/{repo}/contents/{path}"}
 
+    def _github_compare(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        """`GET /repos/{owner}/{repo}/compare/{base}...{head}`: 404 unless `merge_bases` knows the pair."""
+        owner, repo, base, head = match.groups()
+        found = self.merge_bases.get((base, head))
+        if found is None:
+            return 404, {"message": "Not Found", "documentation_url": f"{GITHUB_DOCS}/commits/commits#compare-two-"
+                                                                      "commits", "status": "404"}
+        url = f"{self.url}/repos/{owner}/{repo}"
+
+        def commit(sha: str) -> dict[str, Any]:
+            return {"sha": sha, "url": f"{url}/commits/{sha}", "html_url": f"{url}/commit/{sha}",
+                    "commit": {"message": self.commits.get(sha, ""), "url": f"{url}/git/commits/{sha}"}, "parents": []}
+
+        return 200, {"url": f"{url}/compare/{base}...{head}", "html_url": f"{self.url}/{owner}/{repo}/compare/"
+                     f"{base}...{head}", "base_commit": commit(self.branches.get((f"{owner}/{repo}", base), found)),
+                     "merge_base_commit": commit(found), "status": "diverged", "ahead_by": 1, "behind_by": 1,
+                     "total_commits": 1, "commits": [commit(head)], "files": []}
+
     # --- GitHub Checks API (docs.github.com/rest/checks/runs) -------------------------------
     def _github_check_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
         owner, repo = match.groups()
@@ -433,6 +469,160 @@ class CiStub:
         page = chosen[skip: skip + top]
         return 200, {"value": page, "count": len(page)}
 
+    # --- Azure Repos pull requests (learn.microsoft.com/rest/api/azure/devops/git, api-version 7.1) ----------
+    def azdo_push(self, number: int, sha: str, *, target: str = "refs/heads/main", source: str = "refs/heads/feature",
+                  repository: str = "gitops", common: str | None = None) -> dict[str, Any]:
+        """Open Azure Repos pull request `number` at `sha`, or push `sha` to it (a new iteration); `common` is the
+        merge base the iterations name (`commonRefCommit`)."""
+        pr = self.pull_requests.setdefault(number, {"status": "active"})
+        if common:
+            pr["common"] = common
+        pr.setdefault("iterations", []).append(sha)
+        pr.update(targetRefName=pr.get("targetRefName", target), sourceRefName=pr.get("sourceRefName", source),
+                  repository=pr.get("repository", repository))
+        return pr
+
+    def _azdo_pr(self, match: re.Match) -> tuple[dict[str, Any] | None, tuple[int, Any]]:
+        number = int(match.group(1))
+        pr = self.pull_requests.get(number)
+        missing = (404, {"$id": "1", "innerException": None,
+                         "message": "TF401180: The requested pull request was not found.",
+                         "typeName": "Microsoft.TeamFoundation.Git.Server.GitPullRequestNotFoundException, "
+                                     "Microsoft.TeamFoundation.Git.Server",
+                         "typeKey": "GitPullRequestNotFoundException", "errorCode": 0, "eventId": 3000})
+        return pr, missing
+
+    def _azdo_base(self, match: re.Match) -> str:
+        return self.url + match.string[:match.string.lower().index("/pullrequests/") + len("/pullRequests/")]
+
+    def _azdo_pr_get(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        number, commits = int(match.group(1)), pr.get("iterations") or []
+        url = self._azdo_base(match) + str(number)
+
+        def commit(sha: str | None) -> dict[str, Any] | None:
+            return {"commitId": sha, "url": f"{url.split('/pullRequests/')[0]}/commits/{sha}"} if sha else None
+
+        return 200, {"repository": {"id": "6d1e5f9a-0000-4000-8000-000000000001", "name": pr.get("repository")},
+                     "pullRequestId": number, "codeReviewId": number, "status": pr.get("status", "active"),
+                     "createdBy": _AZDO_IDENTITY, "creationDate": _now(), "title": pr.get("title", "Change apps"),
+                     "description": "", "sourceRefName": pr.get("sourceRefName"),
+                     "targetRefName": pr.get("targetRefName"), "mergeStatus": "succeeded", "isDraft": False,
+                     "mergeId": str(uuid.uuid5(uuid.NAMESPACE_URL, url)),
+                     "lastMergeSourceCommit": commit(commits[-1] if commits else None),
+                     "lastMergeTargetCommit": None, "lastMergeCommit": None, "reviewers": [], "url": url,
+                     "supportsIterations": True}
+
+    def _azdo_pr_iterations(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        found = [{"id": n, "description": "", "author": _AZDO_IDENTITY, "createdDate": _now(), "updatedDate": _now(),
+                  "sourceRefCommit": {"commitId": sha}, "targetRefCommit": None,
+                  "commonRefCommit": {"commitId": pr["common"]} if pr.get("common") else None,
+                  "hasMoreCommits": False, "reason": "create" if n == 1 else "push"}
+                 for n, sha in enumerate(pr.get("iterations") or [], start=1)]
+        return 200, {"value": found, "count": len(found)}
+
+    def _azdo_pr_statuses(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        found = self.pr_statuses.get(int(match.group(1)), [])
+        return 200, {"value": found, "count": len(found)}
+
+    def _azdo_pr_status_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        context = body.get("context") if isinstance(body, dict) else None
+        if not isinstance(context, dict) or not isinstance(context.get("name"), str) or not context["name"]:
+            return 400, _azdo_error("The value specified for the following variable must be non-empty: "
+                                    "Status.Context.Name.", "InvalidArgumentValueException")
+        state = body.get("state", "notSet")
+        if not (state in _AZDO_STATUS_STATES or (isinstance(state, int) and 0 <= state < len(_AZDO_STATUS_STATES))):
+            return 400, _azdo_error(f"The value '{state}' is not valid for GitStatusState (allowed: "
+                                    f"{', '.join(_AZDO_STATUS_STATES)}).", "InvalidArgumentValueException")
+        iteration = body.get("iterationId")
+        if iteration is not None and not (isinstance(iteration, int) and 1 <= iteration <= len(pr.get("iterations") or [])):
+            return 400, _azdo_error(f"The iteration {iteration} of pull request {match.group(1)} does not exist.",
+                                    "InvalidArgumentValueException")
+        statuses = self.pr_statuses.setdefault(int(match.group(1)), [])
+        status = {"id": len(statuses) + 1, "iterationId": iteration,
+                  "state": state if isinstance(state, str) else _AZDO_STATUS_STATES[state],
+                  "description": body.get("description"), "context": {"name": context["name"],
+                                                                      "genre": context.get("genre")},
+                  "creationDate": _now(), "updatedDate": _now(), "createdBy": _AZDO_IDENTITY,
+                  "targetUrl": body.get("targetUrl"), "properties": body.get("properties")}
+        statuses.append(status)
+        return 200, status
+
+    def _azdo_pr_threads(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        found = [self.threads[int(match.group(1))][n] for n in sorted(self.threads.get(int(match.group(1)), {}))]
+        return 200, {"value": found, "count": len(found)}
+
+    def _azdo_pr_thread_create(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        comments = body.get("comments") if isinstance(body, dict) else None
+        if not isinstance(comments, list) or not comments or not all(
+                isinstance(c, dict) and isinstance(c.get("content"), str) and c["content"] for c in comments):
+            return 400, _azdo_error("A thread must be created with at least one comment with content.",
+                                    "InvalidArgumentValueException")
+        for comment in comments:
+            kind = comment.get("commentType", "text")
+            if kind not in _AZDO_COMMENT_TYPES and kind not in range(len(_AZDO_COMMENT_TYPES)):
+                return 400, _azdo_error(f"The value '{kind}' is not valid for CommentType.",
+                                        "InvalidArgumentValueException")
+        status = body.get("status", "active")
+        if status not in _AZDO_THREAD_STATUSES and status not in range(len(_AZDO_THREAD_STATUSES)):
+            return 400, _azdo_error(f"The value '{status}' is not valid for CommentThreadStatus.",
+                                    "InvalidArgumentValueException")
+        properties = body.get("properties") or {}
+        if not isinstance(properties, dict):
+            return 400, _azdo_error("properties must be a PropertiesCollection (an object).",
+                                    "InvalidArgumentValueException")
+        threads = self.threads.setdefault(int(match.group(1)), {})
+        ident = max(threads, default=0) + 1
+        url = f"{self._azdo_base(match)}{match.group(1)}/threads/{ident}"
+        thread = {"pullRequestThreadContext": None, "id": ident, "publishedDate": _now(), "lastUpdatedDate": _now(),
+                  "comments": [], "status": status if isinstance(status, str) else _AZDO_THREAD_STATUSES[status],
+                  "threadContext": None,
+                  "properties": {k: v if isinstance(v, dict) and "$value" in v else
+                                 {"$type": "System.String", "$value": str(v)} for k, v in properties.items()},
+                  "identities": None, "isDeleted": False, "_links": {"self": {"href": url}}}
+        for n, comment in enumerate(comments, start=1):
+            kind = comment.get("commentType", "text")
+            thread["comments"].append({
+                "id": n, "parentCommentId": comment.get("parentCommentId", 0), "author": _AZDO_IDENTITY,
+                "content": comment["content"], "publishedDate": _now(), "lastUpdatedDate": _now(),
+                "lastContentUpdatedDate": _now(), "isDeleted": False, "usersLiked": [],
+                "commentType": kind if isinstance(kind, str) else _AZDO_COMMENT_TYPES[kind],
+                "_links": {"self": {"href": f"{url}/comments/{n}"}}})
+        threads[ident] = thread
+        return 200, thread
+
+    def _azdo_pr_comment_edit(self, match: re.Match, body: Any) -> tuple[int, Any]:
+        pr, missing = self._azdo_pr(match)
+        if pr is None:
+            return missing
+        thread = self.threads.get(int(match.group(1)), {}).get(int(match.group(2)))
+        comment = next((c for c in (thread or {}).get("comments", []) if c["id"] == int(match.group(3))), None)
+        if comment is None:
+            return 404, _azdo_error(f"The comment {match.group(3)} of thread {match.group(2)} was not found.",
+                                    "CommentNotFoundException")
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str) or not body["content"]:
+            return 400, _azdo_error("The comment content must be non-empty.", "InvalidArgumentValueException")
+        comment.update(content=body["content"], lastUpdatedDate=_now(), lastContentUpdatedDate=_now())
+        thread["lastUpdatedDate"] = _now()
+        return 200, comment
+
     def _azdo_plan(self, match: re.Match, body: Any) -> tuple[int, Any]:
         plan = match.group(1)
         return (200, {"planId": plan, "state": self.plans[plan]}) if plan in self.plans else (404, {})
@@ -458,6 +648,7 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("github_runs", re.compile(r"^/repos/([^/]+)/([^/]+)/actions/runs$")),
     ("github_contents_get", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
     ("github_contents_put", re.compile(r"^/repos/([^/]+)/([^/]+)/contents/(.+)$")),
+    ("github_compare", re.compile(r"^/repos/([^/]+)/([^/]+)/compare/(.+?)\.\.\.(.+)$")),
     ("github_check_create", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs$")),
     ("github_check_update", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$")),
     ("github_check_get", re.compile(r"^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$")),
@@ -466,6 +657,14 @@ _ROUTES: tuple[tuple[str, re.Pattern], ...] = (
     ("github_comments", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")),
     ("github_comment_create", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$")),
     ("github_comment_edit", re.compile(r"^/repos/([^/]+)/([^/]+)/issues/comments/(\d+)$")),
+    ("azdo_pr_get", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)$")),
+    ("azdo_pr_iterations", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/iterations$")),
+    ("azdo_pr_statuses", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/statuses$")),
+    ("azdo_pr_status_create", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/statuses$")),
+    ("azdo_pr_threads", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/threads$")),
+    ("azdo_pr_thread_create", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/threads$")),
+    ("azdo_pr_comment_edit", re.compile(
+        r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/(?i:pullRequests)/(\d+)/threads/(\d+)/comments/(\d+)$")),
     ("azdo_status", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)/statuses$")),
     ("azdo_commit", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/commits/([0-9a-f]+)$")),
     ("azdo_pr_properties", re.compile(r"^/[^/]+/[^/]+/_apis/git/repositories/[^/]+/pullRequests/(\d+)/properties$")),
@@ -482,7 +681,10 @@ _METHODS = {"github_repo": "GET", "github_hooks": "GET", "github_hook_create": "
             "azdo_commit": "GET", "azdo_pr_properties": "GET", "azdo_pr_list": "GET", "azdo_plan_event": "POST",
             "azdo_plan": "GET", "subscriber": "POST", "github_check_create": "POST", "github_check_update": "PATCH",
             "github_check_get": "GET", "github_check_annotations": "GET", "github_check_runs_for_ref": "GET",
-            "github_comments": "GET", "github_comment_create": "POST", "github_comment_edit": "PATCH"}
+            "github_comments": "GET", "github_comment_create": "POST", "github_comment_edit": "PATCH",
+            "azdo_pr_get": "GET", "azdo_pr_iterations": "GET", "azdo_pr_statuses": "GET",
+            "azdo_pr_status_create": "POST", "azdo_pr_threads": "GET", "azdo_pr_thread_create": "POST",
+            "azdo_pr_comment_edit": "PATCH", "github_compare": "GET"}
 
 
 def _kind(method: str, path: str) -> str:
@@ -499,6 +701,23 @@ def _moment(text: str) -> datetime:
 def blob_sha(data: bytes) -> str:
     """Git's blob SHA of `data`, as the contents API reports it."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+_AZDO_STATUS_STATES = ("notSet", "pending", "succeeded", "failed", "error", "notApplicable")
+"""GitStatusState, in its numeric order."""
+_AZDO_COMMENT_TYPES = ("unknown", "text", "codeChange", "system")
+_AZDO_THREAD_STATUSES = ("unknown", "active", "fixed", "wontFix", "closed", "byDesign", "pending")
+_AZDO_IDENTITY = {"displayName": "Driftless", "id": "0f0c3b0e-0000-4000-8000-00000000d1f7",
+                  "uniqueName": "driftless@contoso.example", "url": "https://vssps.dev.azure.com/_apis/Identities/"
+                  "0f0c3b0e-0000-4000-8000-00000000d1f7"}
+
+
+def _azdo_error(message: str, key: str) -> dict[str, Any]:
+    """Azure DevOps' error body (a WrappedException)."""
+    return {"$id": "1", "innerException": None, "message": message,
+            "typeName": f"Microsoft.TeamFoundation.SourceControl.WebServer.{key}, "
+                        "Microsoft.TeamFoundation.SourceControl.WebServer",
+            "typeKey": key, "errorCode": 0, "eventId": 3000}
 
 
 _CHECK_STATUSES = ("queued", "in_progress", "completed")

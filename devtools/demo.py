@@ -5,7 +5,8 @@ contract) and a Git smart-HTTP server for a repository built from `examples/`, a
 real `function_app.py` in the local Functions runner. Then: a signed GitHub push webhook ->
 `reconcile-jobs` queue -> worker -> apps created in the emulator -> `GET /api/status`; an
 out-of-band change in "the portal" healed by the timer; a steady-state pass that writes
-nothing. Exits non-zero if any step did not do what it says.
+nothing; then a short canary (`spec.rollout`, pauses of seconds) walked to promotion by its queued step jobs.
+Exits non-zero if any step did not do what it says.
 """
 from __future__ import annotations
 
@@ -159,12 +160,77 @@ def main() -> int:
         print(f"ARM calls in the steady-state pass: {json.dumps(calls, sort_keys=True)}")
         checks.append(("steady state makes zero writes and zero per-app GETs",
                        _writes(emulator) == 0 and calls.get("GET app", 0) == 0))
+
+        checks += canary(runner, emulator, git.url, driftless)
     finally:
         runner.stop()
         git.stop()
         emulator.stop()
         azurite.stop()
     return _report(checks)
+
+
+SHOP = """\
+apiVersion: driftless.io/v1alpha1
+kind: App
+metadata:
+  name: shop
+spec:
+  activeRevisionsMode: Multiple
+  containers:
+    - {{name: shop, image: "myacr.azurecr.io/shop:{version}", cpu: 0.25, memory: 0.5Gi}}
+  ingress: {{external: true, targetPort: 8080}}
+  rollout:
+    strategy: Canary
+    steps:
+      - setWeight: 20
+      - pause: {{duration: 2s}}
+      - setWeight: 60
+      - pause: {{duration: 2s}}
+"""
+
+
+def commit(folder: Path, file: str, text: str, message: str) -> str:
+    (folder / file).write_text(text)
+    git = ["git", "-c", "user.name=Driftless demo", "-c", "user.email=demo@driftless.invalid", "-C", str(folder)]
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", message], check=True)
+    return subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def canary(runner, emulator, clone_url: str, driftless) -> list[tuple[str, bool]]:
+    """`shop` 1.0 is created (a new app: 100% at once), then 1.1 is rolled out as a canary: 20%, 2 s, 60%, 2 s,
+    promoted; every step is a queued job, decided when it is due."""
+    banner("A new app with spec.rollout: shop 1.0 (created at 100%: nothing to roll out from)")
+    before = requests.get(f"{runner.url}/api/status", headers={"x-functions-key": FUNCTION_KEY},
+                          timeout=10).json()["targets"][0]["finishedAt"]
+    head = commit(WORK / "repo", "apps/shop.yaml", SHOP.format(version="1.0"), "Add shop 1.0")
+    signed_push(runner.url, head, clone_url)
+    wait_for_pass(runner.url, before)
+    stable = (emulator.app(SUBSCRIPTION, GROUP, "shop") or {}).get("properties", {}).get("latestRevisionName")
+    banner("shop 1.1 in Git: a canary at 0%, then 20% -> pause 2s -> 60% -> pause 2s -> promoted")
+    before = wait_for_pass(runner.url, None)["targets"][0]["finishedAt"]
+    head = commit(WORK / "repo", "apps/shop.yaml", SHOP.format(version="1.1"), "shop 1.1")
+    signed_push(runner.url, head, clone_url)
+    wait_for_pass(runner.url, before)
+    seen, deadline, phase = [], time.monotonic() + 30, ""
+    while time.monotonic() < deadline:
+        reply = requests.get(f"{runner.url}/api/rollouts/shop", headers={"x-functions-key": FUNCTION_KEY}, timeout=10)
+        rollout = reply.json()["rollouts"][0] if reply.status_code == 200 else {}
+        shown = f"{rollout.get('phase')} {rollout.get('step')}/{rollout.get('steps')} {rollout.get('weights')}"
+        if shown not in seen:
+            seen.append(shown)
+            print(shown, flush=True)
+        phase = rollout.get("phase", "")
+        if phase not in ("", "Progressing", "Paused"):
+            break
+        time.sleep(0.2)
+    driftless(["rollout", "status", "shop"])
+    traffic = emulator.app(SUBSCRIPTION, GROUP, "shop")["properties"]["configuration"]["ingress"]["traffic"]
+    canary_name = f"shop--g{head[:12]}"
+    return [("the canary walked every step and was promoted", phase == "Promoted"
+             and any("20" in s for s in seen) and traffic == [{"revisionName": canary_name, "weight": 100}]),
+            ("the stable revision was shifted from, not replaced", bool(stable) and stable != canary_name)]
 
 
 def _report(checks: list[tuple[str, bool]]) -> int:

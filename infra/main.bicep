@@ -76,6 +76,10 @@ param concurrency int = 16
 @description('Seconds one create/update/delete may take (DRIFTLESS_APPLY_TIMEOUT).')
 param applyTimeoutSeconds int = 600
 
+@minValue(0)
+@description('Seconds Azure Monitor may take to make a minute of request metrics readable; rollout analysis reads the interval that ended this long ago (DRIFTLESS_METRICS_DELAY).')
+param metricsDelaySeconds int = 180
+
 @minValue(1)
 @description('Seconds between long-running-operation polls (DRIFTLESS_ARM_POLL_INTERVAL).')
 param armPollIntervalSeconds int = 5
@@ -104,12 +108,17 @@ param imageSchedule string = '0 */30 * * * *'
 @description('GitHub owner/name the image updater commits to when it is not the GitOps repository (DRIFTLESS_MANIFESTS_GITHUB_REPO).')
 param manifestsGithubRepo string = ''
 
+@description('https://dev.azure.com/{org}/{project}/_git/{repo} of the manifests repository on Azure Repos when repoUrl is not that URL: plan previews of its pull requests go there (DRIFTLESS_MANIFESTS_AZURE_REPO).')
+param manifestsAzureRepo string = ''
+
 // ----- Key Vault secret NAMES (values are set with az keyvault secret set, never here) -----
 
 param webhookSecretName string = 'driftless-webhook-secret'
 param gitTokenName string = 'driftless-git-token'
 param githubAppKeyName string = 'driftless-github-app-private-key'
 param azdoTokenName string = 'driftless-azdo-token'
+@description('Secret holding the password of the Azure DevOps service hooks for pull request previews (POST /api/azure-devops/webhook).')
+param azdoHookSecretName string = 'driftless-azdo-hook-secret'
 param fluxHmacName string = 'driftless-flux-hmac'
 param phaseKeyName string = 'driftless-phase-key'
 @description('Secret holding the Slack-compatible webhook URL for image-update notifications (the URL embeds a credential); absent: no notifications.')
@@ -152,7 +161,7 @@ var allTags = union(tags, {
 })
 
 // The queue and table names the code uses (shared/core/queues.py: RECONCILE_QUEUE, PHASE_QUEUE for
-// the Flux/Argo phase callbacks, IMAGE_QUEUE, PREVIEW_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
+// the Flux/Argo phase callbacks, IMAGE_QUEUE, PREVIEW_QUEUE, ROLLOUT_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
 // after host.json's maxDequeueCount.
 var queueNames = [
   'reconcile-jobs'
@@ -163,6 +172,8 @@ var queueNames = [
   'image-updates-poison'
   'plan-previews'
   'plan-previews-poison'
+  'rollout-steps'
+  'rollout-steps-poison'
 ]
 var statusTable = 'driftless'
 var deploymentContainer = 'app-package'
@@ -242,6 +253,7 @@ var appSettings = {
   DRIFTLESS_CONCURRENCY: string(concurrency)
   DRIFTLESS_APPLY_TIMEOUT: string(applyTimeoutSeconds)
   DRIFTLESS_ARM_POLL_INTERVAL: string(armPollIntervalSeconds)
+  DRIFTLESS_METRICS_DELAY: string(metricsDelaySeconds)
   DRIFTLESS_REAPPLY_BACKOFF: string(reapplyBackoffSeconds)
   DRIFTLESS_GIT_USERNAME: gitUsername
   DRIFTLESS_GITHUB_APP_ID: githubAppId
@@ -251,6 +263,7 @@ var appSettings = {
   DRIFTLESS_PREVIEW_COMMENT: previewComment ? 'true' : 'false'
   DRIFTLESS_IMAGE_SCHEDULE: imageSchedule
   DRIFTLESS_MANIFESTS_GITHUB_REPO: manifestsGithubRepo
+  DRIFTLESS_MANIFESTS_AZURE_REPO: manifestsAzureRepo
   // Secrets: the vault and the secret names; the values live only in Key Vault.
   DRIFTLESS_KEYVAULT_URL: keyVault.outputs.uri
   DRIFTLESS_SECRET_TTL: string(secretTtlSeconds)
@@ -258,6 +271,7 @@ var appSettings = {
   DRIFTLESS_GIT_TOKEN_NAME: gitTokenName
   DRIFTLESS_GITHUB_APP_KEY_NAME: githubAppKeyName
   DRIFTLESS_AZDO_TOKEN_NAME: azdoTokenName
+  DRIFTLESS_AZDO_HOOK_SECRET_NAME: azdoHookSecretName
   DRIFTLESS_FLUX_HMAC_NAME: fluxHmacName
   DRIFTLESS_PHASE_KEY_NAME: phaseKeyName
   DRIFTLESS_IMAGE_NOTIFY_URL_NAME: imageNotifyUrlName
@@ -330,3 +344,4 @@ output KEY_VAULT_NAME string = keyVault.outputs.name
 output KEY_VAULT_URL string = keyVault.outputs.uri
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_CLIENT_ID string = identity.properties.clientId
+output PRINCIPAL_ID string = identity.properties.principalId

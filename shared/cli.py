@@ -106,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     jobs = what.add_parser("jobs", parents=[output], help="Container Apps jobs in Git with their latest execution")
     jobs.set_defaults(run=cmd_get_jobs)
 
+    rollout = commands.add_parser("rollout", help="see or steer an app's progressive delivery (spec.rollout)")
+    rollout_verbs = rollout.add_subparsers(dest="verb", required=True)
+    for verb, text in (("status", "phase, step, weights and the last analysis"),
+                       ("promote", "let a paused rollout go on to its next step"),
+                       ("abort", "send all traffic back to the stable revision and stop the rollout")):
+        command = rollout_verbs.add_parser(verb, parents=[output], help=text)
+        command.add_argument("name", help="the app")
+        command.add_argument("--target", help="the Target (when the app has rollouts in more than one)")
+        command.set_defaults(run=cmd_rollout)
+
     job = commands.add_parser("job", help="act on a Container Apps job")
     job_verbs = job.add_subparsers(dest="verb", required=True)
     start = job_verbs.add_parser("start", parents=[output], help="start an execution of a Manual job now")
@@ -292,6 +302,7 @@ def cmd_get_apps(args: argparse.Namespace) -> int:
     state = {"create": "missing", "update": "drifted", "reapply": "unhealthy", "unchanged": "in sync",
              "delete": "orphan", "suspended": "suspended", "skipped": "skipped", "failed": "failed"}
     rows = []
+    rollouts = _rollouts()
     for target in targets:
         for step in reconciler.plan(target, revision).steps:
             if target.type == "aca" and "/" in step.app:           # jobs and Dapr components: `get jobs`
@@ -300,8 +311,11 @@ def cmd_get_apps(args: argparse.Namespace) -> int:
             rows.append({"target": target.name, "app": step.app, "status": state[step.kind],
                          "healthy": step.health.healthy if step.health else None, "images": images,
                          "reason": step.reason})
+            if (target.name, step.app) in rollouts:
+                rows[-1]["rollout"] = rollouts[(target.name, step.app)]
     if args.output == "table":
-        _table(rows, ("target", "app", "status", "healthy", "images"))
+        _table([{**row, "rollout": _rollout_shown(row.get("rollout"))} for row in rows],
+               ("target", "app", "status", "healthy", "images", "rollout"))
     else:
         _emit(rows, args.output)
     return EXIT_FAILED if problems else EXIT_OK
@@ -428,6 +442,43 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _reply(_driftless().pipeline.resume(args.name), args.output,
                   lambda b: print(f"{b['app']} resumed; reconcile enqueued for "
                                   f"{', '.join(j['target'] for j in b['jobs']) or 'no Target'}"))
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """`driftless rollout status|promote|abort APP [--target T]`: the same as the HTTP routes, run here."""
+    rollouts = _driftless().rollouts
+    reply = (rollouts.status(args.name, args.target) if args.verb == "status"
+             else getattr(rollouts, args.verb)(args.name, args.target))
+
+    def show(body: dict) -> None:
+        found = body.get("rollouts") or [body["rollout"]]
+        _table([_rollout_row(r) for r in found], ("target", "app", "phase", "step", "weights", "analysis", "reason"))
+    return _reply(reply, args.output, show)
+
+
+def _rollout_row(view: dict[str, Any]) -> dict[str, Any]:
+    last = view.get("lastAnalysis") or {}
+    return {**view, "step": f"{view['step']}/{view['steps']}",
+            "weights": ", ".join(f"{name} {weight}%" for name, weight in view["weights"].items()),
+            "analysis": last.get("verdict") or ""}
+
+
+def _rollout_shown(view: dict[str, Any] | None) -> str:
+    if not view:
+        return ""
+    row = _rollout_row(view)
+    return f"{row['phase']} {row['step']} ({row['weights']})"
+
+
+def _rollouts() -> dict[tuple[str, str], dict[str, Any]]:
+    """(target, app) -> rollout view, when the Function App's storage is configured here too."""
+    from shared.adapters import storage
+
+    if not storage.configured():
+        return {}
+    from shared.adapters.status_store import Store
+
+    return {(s.target, s.app): s.view() for s in Store().rollouts()}
 
 
 def cmd_get_status(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ depends on (the Function App's storage, Key Vault, the manifests repository, Git
 is a 503 with a JSON reason, and nothing is a 500 by design. The webhook is verified once here (size, HMAC
 signature, delivery id, JSON, the types of the fields read) and routed by event: pushes to the manifests
 repository go to the reconcile pipeline, app repository pushes and `workflow_run` to image updates,
-`pull_request` and `check_run` (re-run of `driftless/plan`) to plan previews.
+`pull_request` and `check_run` (re-run of `driftless/plan`) to plan previews. Rollout controls
+(`/api/rollouts/{app}[/promote|/abort]`) go to the rollouts service.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from shared.services.context import Context
 from shared.services.image_updates import ImageUpdates
 from shared.services.pipeline import Pipeline
 from shared.services.previews import Previews
+from shared.services.rollouts import Rollouts
 
 log = logging.getLogger("driftless.webhook")
 
@@ -70,6 +72,7 @@ class Driftless:
         self.callbacks = Callbacks(self.context)
         self.images = ImageUpdates(self.context)
         self.previews = Previews(self.context)
+        self.rollouts = Rollouts(self.context)
 
     def github_webhook(self, headers: Mapping[str, str], body: bytes) -> Reply:
         """Verify, then route a GitHub event. Never acts on an unsigned body."""
@@ -111,6 +114,13 @@ class Driftless:
         if reason:
             return Reply(202, {"ignored": reason})
         return self.pipeline.push(push, delivery)
+
+    def rollout(self, action: str, app: str, target: str | None = None) -> Reply:
+        """`POST /api/rollouts/{app}/promote|abort` (`target` narrows it to one Target): unknown app 404, promote
+        when nothing is paused or abort when nothing runs 409, another action 400."""
+        if action not in ("promote", "abort"):
+            return Reply(400, {"error": f"{shown(action)} is not a rollout action; allowed: promote, abort"})
+        return getattr(self.rollouts, action)(app, target)
 
     def status(self, target: str | None = None) -> Reply:
         """`GET /api/status`: passes and apps, and the image update outcomes."""

@@ -73,11 +73,36 @@ def emulator(cert_dir):
 
 @pytest.fixture
 def aca(emulator):
-    """The emulator, emptied, with the test environment (and a second one) in place."""
+    """The emulator, emptied (its clock back to real time, no injected metrics), with the test environment (and a
+    second one) in place. It also serves Azure Monitor's metrics API at `metrics_url`: inject requests with
+    `set_requests(app, revision, per_minute=..., errors_5xx=...)` and time with `set_clock(fn)` (see `clock`)."""
     emulator.reset()
     emulator.add_environment(SUBSCRIPTION, GROUP, ENVIRONMENT)
     emulator.add_environment(SUBSCRIPTION, GROUP, "env-other")
     return emulator
+
+
+class Clock:
+    """Injected time (seconds since the epoch), advanced by hand: `clock.advance(60)`."""
+
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock(aca) -> Clock:
+    """The emulator's clock for this test (operations, throttling, metrics), starting at a whole minute,
+    2026-11-30T12:00:00Z; `aca.reset()` at the next test's start restores real time."""
+    injected = Clock(1_796_040_000.0)
+    aca.set_clock(injected)
+    return injected
 
 
 class GitRepo:
@@ -122,7 +147,8 @@ def make_settings(repo_url: str, emulator: AcaEmulator, **env: str) -> Settings:
     values = {
         "DRIFTLESS_REPO_URL": repo_url, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "DRIFTLESS_RESOURCE_GROUP": GROUP, "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT,
-        "DRIFTLESS_ARM_ENDPOINT": emulator.url,
+        "DRIFTLESS_ARM_ENDPOINT": emulator.url, "DRIFTLESS_METRICS_ENDPOINT": emulator.metrics_url,
+        "DRIFTLESS_METRICS_DELAY": "0",
         "DRIFTLESS_ARM_POLL_INTERVAL": "0.02", "DRIFTLESS_APPLY_TIMEOUT": "20",
     }
     values.update(env)
@@ -183,7 +209,7 @@ def stack(repo, aca, azurite, vault, monkeypatch, caplog):
         "AzureWebJobsStorage": azurite.connection_string, "DRIFTLESS_REPO_URL": str(repo.path),
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DRIFTLESS_RESOURCE_GROUP": GROUP,
         "DRIFTLESS_ACA_ENVIRONMENT": ENVIRONMENT, "DRIFTLESS_ARM_ENDPOINT": aca.url,
-        "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
+        "DRIFTLESS_METRICS_ENDPOINT": aca.metrics_url, "DRIFTLESS_METRICS_DELAY": "0", "DRIFTLESS_ARM_POLL_INTERVAL": "0.02",
         "DRIFTLESS_KEYVAULT_URL": vault.url, "DRIFTLESS_SECRET_TTL": "0", "DRIFTLESS_REAPPLY_BACKOFF": "0",
     }
     for key, value in env.items():

@@ -7,6 +7,7 @@ signatures and keys) and prints its figures.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -26,6 +27,7 @@ from tests.conftest import KEY, WEBHOOK_SECRET, app_yaml
 from tests.test_function_app import FUNCTIONS
 
 PHASE_KEY = "phase-key-never-log-me"
+AZDO_HOOK_SECRET = "azdo-hook-never-log-me"
 FLUX_HMAC = "flux-hmac-never-log-me"
 SHA = "42e2e5af9d49de268cd1fda3587788da4ace418a"
 DEEP = 1000
@@ -75,7 +77,9 @@ def web(stack, repo, vault, monkeypatch):
     repo.commit()
     vault.set_secret("driftless-phase-key", PHASE_KEY)
     vault.set_secret("driftless-flux-hmac", FLUX_HMAC)
+    vault.set_secret("driftless-azdo-hook-secret", AZDO_HOOK_SECRET)
     monkeypatch.setenv("DRIFTLESS_FEEDBACK", json.dumps({"default": {"github": "contoso/gitops"}}))
+    monkeypatch.setenv("DRIFTLESS_MANIFESTS_AZURE_REPO", "https://dev.azure.com/contoso/shop/_git/gitops")
     return stack
 
 
@@ -286,6 +290,15 @@ class Fuzzer:
                                                             "head_sha": SHA}}
         if route == "reconcile":
             return {"target": "default", "app": "web"}
+        if route == "azure-devops/webhook":          # Microsoft's sample shape; another repository: ignored (202)
+            return {"id": str(uuid.UUID(int=self.rng.getrandbits(128))), "eventType": self.rng.choice(
+                        ["git.pullrequest.created", "git.pullrequest.updated", "git.push"]),
+                    "resource": {"repository": {"id": "4bc14d40-c903-45e2-872e-0462c7748079", "name": "Fabrikam",
+                                                "remoteUrl": "https://dev.azure.com/fabrikam/Fabrikam/_git/Fabrikam",
+                                                "project": {"name": "Fabrikam"}},
+                                 "pullRequestId": 1, "status": "active", "targetRefName": "refs/heads/main",
+                                 "sourceRefName": "refs/heads/feature", "lastMergeSourceCommit": {"commitId": SHA},
+                                 "lastMergeTargetCommit": {"commitId": SHA}}}
         if route == "gitopsphase":
             return self.rng.choice([
                 {"involvedObject": {"kind": "Kustomization", "namespace": "flux-system", "name": "apps"},
@@ -325,6 +338,8 @@ class Fuzzer:
         path = route
         if "{name}" in route:
             path = route.replace("{name}", self.rng.choice(self.NAMES))
+        if "{action}" in path:
+            path = path.replace("{action}", self.rng.choice(["promote", "abort", "resume", "", "x" * 300, "%00"]))
         body = self.body(route)
         headers: dict[str, str] = {"Content-Type": self.rng.choice(["application/json", "text/plain", ""])}
         params: dict[str, str] = {}
@@ -348,6 +363,15 @@ class Fuzzer:
             elif how in ("hmac", "badhmac"):
                 secret = FLUX_HMAC if how == "hmac" else "nope"
                 headers["X-Signature"] = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if route == "azure-devops/webhook":
+            how = self.rng.choice(["basic"] * 4 + ["header", "wrong", "none", "garbage"])
+            if how in ("basic", "wrong"):
+                secret = AZDO_HOOK_SECRET if how == "basic" else "nope"
+                headers["Authorization"] = "Basic " + base64.b64encode(f"hook:{secret}".encode()).decode()
+            elif how == "header":
+                headers["X-Driftless-Hook-Secret"] = AZDO_HOOK_SECRET
+            elif how == "garbage":
+                headers["Authorization"] = self.rng.choice(["Basic !!!", "Basic " + "A" * 5000, "Bearer x"])
         if route == "status" and self.rng.random() < 0.7:
             params["target"] = self.rng.choice(["default", "", "x" * 3000, "a'b", "' or 1 eq 1 or '", "%00"])
         method = self.rng.choice(methods) if self.rng.random() < 0.9 else self.rng.choice(["PUT", "DELETE", "GET"])
@@ -357,7 +381,8 @@ class Fuzzer:
 def test_fuzz_every_http_route_answers_no_5xx_and_json_reasons(web, repo, capsys):
     routes = http_routes()
     assert set(routes) == {"github_webhook", "manual_reconcile", "status", "suspend_app", "resume_app",
-                           "gitops_phase", "health"}, "a new route: add it to the fuzzer's valid bodies"
+                           "gitops_phase", "health", "azure_devops_webhook", "rollout_status", "rollout_control"}, \
+        "a new route: add it to the fuzzer's valid bodies"
     seed = int(os.environ.get("DRIFTLESS_FUZZ_SEED", "14"))            # fixed by default; set it to explore
     fuzzer, per_route = Fuzzer(seed, repo), int(os.environ.get("DRIFTLESS_FUZZ_PER_ROUTE", "60"))
     sent, by_status, by_route, host_only, problems = 0, {}, {}, 0, []

@@ -241,8 +241,10 @@ def test_container_apps_contributor_only_on_target_resource_groups(main):
     assert holders == ["modules/target-group-access.bicep"]
     module = _parse(INFRA / "modules" / "target-group-access.bicep")
     assert module["globals"].get("scope", {}).get("value", "resourceGroup") == "resourceGroup"
-    (assignment,) = module["resources"].values()
-    assert "scope" not in assignment["config"], "assigned at the module's resource group, nothing wider"
+    roles = {name: r["config"]["properties"]["roleDefinitionId"] for name, r in module["resources"].items()}
+    assert sorted(roles) == ["containerAppsContributor", "monitoringReader"], roles
+    for assignment in module["resources"].values():
+        assert "scope" not in assignment["config"], "assigned at the module's resource group, nothing wider"
     callers = [m for m in main["modules"].values() if m["detail"]["path"] == "modules/target-group-access.bicep"]
     assert len(callers) == 1
     scope = callers[0]["config"]["config"]["scope"]["function"]
@@ -270,7 +272,7 @@ def test_outputs(main):
     outputs = {name: o["value"] for name, o in main["outputs"].items()}
     assert outputs["WEBHOOK_URL"].endswith("/api/github/webhook")
     assert outputs["PHASE_CALLBACK_URL"].endswith("/api/gitopsphase")
-    assert {"FUNCTION_APP_NAME", "KEY_VAULT_NAME"} <= set(outputs)
+    assert {"FUNCTION_APP_NAME", "KEY_VAULT_NAME", "AZURE_CLIENT_ID", "PRINCIPAL_ID"} <= set(outputs)
 
 
 def test_azd_deploys_the_function_app():

@@ -1,4 +1,5 @@
-"""Azure DevOps REST (Azure Repos statuses and commits, PR properties, Azure Pipelines plan events).
+"""Azure DevOps REST (Azure Repos statuses and commits, PR properties, statuses and threads, Azure Pipelines plan
+events).
 
 The token (PAT or Entra token from Key Vault) goes as the basic-auth password, as Azure DevOps
 expects, with `X-TFS-FedAuthRedirect: Suppress` so a refused token is a 401 rather than a 203 sign-in page
@@ -48,3 +49,68 @@ class AzureDevOps:
             raise AzureDevOpsError(f"Azure DevOps answered {reply.status_code} for {method} {urlsplit(url).path}",
                                    status=reply.status_code)
         return reply.json() if reply.content else {}
+
+
+class PullRequest:
+    """One Azure Repos pull request's REST resources (api-version 7.1): the PR itself, its iterations, statuses
+    and comment threads. `repo` is (organization URL, project, repository name or id)."""
+
+    API = "api-version=7.1"
+
+    def __init__(self, client: AzureDevOps, repo: tuple[str, str, str], number: int):
+        from urllib.parse import quote
+
+        org, project, name = repo
+        self.client, self.number = client, number
+        self.url = (f"{org.rstrip('/')}/{quote(project)}/_apis/git/repositories/{quote(name)}/pullRequests/"
+                    f"{number}")
+
+    def get(self) -> dict[str, Any] | None:
+        """The pull request (GitPullRequest), or None when Azure Repos has no such PR (404)."""
+        return self.client.request("GET", f"{self.url}?{self.API}", missing_ok=True)
+
+    def iteration_of(self, commit: str) -> dict[str, Any] | None:
+        """The newest iteration (push) whose source commit is `commit` (GitPullRequestIteration: `id`,
+        `commonRefCommit`, the merge base of source and target), or None."""
+        listing = self.client.request("GET", f"{self.url}/iterations?{self.API}") or {}
+        found = [i for i in listing.get("value") or [] if isinstance(i, dict) and isinstance(i.get("id"), int)
+                 and (i.get("sourceRefCommit") or {}).get("commitId") == commit]
+        return max(found, key=lambda i: i["id"], default=None)
+
+    def post_status(self, *, state: str, description: str, genre: str, name: str, iteration: int | None = None,
+                    target_url: str | None = None) -> dict[str, Any]:
+        """Create a pull request status (on `iteration` when given; the newest status of a context is shown)."""
+        body: dict[str, Any] = {"state": state, "description": description, "context": {"genre": genre, "name": name}}
+        if iteration is not None:
+            body["iterationId"] = iteration
+        if target_url:
+            body["targetUrl"] = target_url
+        return self.client.request("POST", f"{self.url}/statuses?{self.API}", body) or {}
+
+    def upsert_thread(self, marker: str, prop: str, content: str) -> str:
+        """The one comment thread Driftless keeps on the PR, found by the thread property `prop` or by a first
+        comment starting with `marker`: created, its first comment updated in place, or left as it is.
+        Returns "created", "updated" or "unchanged"."""
+        listing = self.client.request("GET", f"{self.url}/threads?{self.API}") or {}
+        mine = None
+        for thread in listing.get("value") or []:
+            if not isinstance(thread, dict):
+                continue
+            comments = thread.get("comments") or []
+            first = comments[0] if comments and isinstance(comments[0], dict) else {}
+            if thread.get("isDeleted") or first.get("isDeleted") or not first:
+                continue
+            if prop in (thread.get("properties") or {}) or str(first.get("content") or "").startswith(marker):
+                mine = (thread, first)
+                break
+        if mine is None:
+            self.client.request("POST", f"{self.url}/threads?{self.API}", {
+                "comments": [{"parentCommentId": 0, "content": content, "commentType": "text"}],
+                "status": "active", "properties": {prop: {"$type": "System.String", "$value": "1"}}})
+            return "created"
+        thread, first = mine
+        if first.get("content") == content:
+            return "unchanged"
+        self.client.request("PATCH", f"{self.url}/threads/{thread['id']}/comments/{first['id']}?{self.API}",
+                            {"content": content})
+        return "updated"

@@ -8,8 +8,9 @@ ARM refuses because an earlier operation on the app still runs (409 `ContainerAp
 raises `OperationInProgress`: nothing was written, the next pass looks again.
 
 Every request spends this process's ARM budget of the subscription (`shared.adapters.arm_budget`). Writes of
-apps can also be started without waiting (`begin`) and then looked at once per `poll`, so one loop can keep
-many operations pending without a thread each.
+apps, jobs and Dapr components are started without waiting (`begin`) and then looked at once per `poll`, so one
+loop can keep many operations pending without a thread each; a write ARM answers synchronously (a Dapr
+component's PUT and DELETE) is an operation that has already ended.
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class ApplyTimeout(ApplyFailed):
 class OperationInProgress(ApplyFailed):
     """ARM refused the write (409) because an earlier operation on the app has not finished."""
 
+
+APPS, JOBS = "containerApps", "jobs"
+"""The resource types `ContainerApps.begin` writes (with `dapr_components(environment_id)`)."""
 
 OPERATION_IN_PROGRESS = "ContainerAppOperationInProgress"
 OPERATION_IN_PROGRESS_CODES = (OPERATION_IN_PROGRESS, "ContainerAppJobOperationInProgress")
@@ -91,13 +95,17 @@ class ContainerApps:
         the shape `as_dict()` gives, without building models: at 2,000 apps that halves a steady pass."""
         return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps")
 
-    def begin(self, kind: str, resource_group: str, name: str, body: dict[str, Any] | None = None) -> Operation:
-        """Send one write of an app (`create`: PUT of `body`, `update`: merge-patch `body`, `delete`) and return
-        at once with its pending operation; `poll` it until it ends. The apply timeout runs from now. Raises
-        OperationInProgress (409) or ApplyFailed when ARM refuses the write."""
+    def begin(self, kind: str, resource_group: str, name: str, body: dict[str, Any] | None = None, *,
+              resource: str = APPS) -> Operation:
+        """Send one write (`create`: PUT of `body`, which creates or replaces; `update`: merge-patch `body`;
+        `delete`) of the resource `name` of type `resource` (`APPS`, `JOBS`, or `dapr_components(environment_id)`
+        with the environment's resource group) and return at once with its operation; `poll` it until it ends.
+        An answer without operation headers (200/201 with the resource, 200/204 to a delete) is an operation that
+        has already ended. The apply timeout runs from ARM's answer. Raises OperationInProgress (409) or
+        ApplyFailed when ARM refuses the write."""
         from azure.core.rest import HttpRequest
 
-        url = self._url(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps/{name}")
+        url = self._url(f"resourceGroups/{resource_group}/providers/Microsoft.App/{resource}/{name}")
         method = {"create": "PUT", "update": "PATCH", "delete": "DELETE"}[kind]
         timeout = self._settings.apply_timeout
         op = Operation(name, kind, url, deadline=0.0, timeout=timeout)
@@ -118,8 +126,9 @@ class ContainerApps:
 
     def poll(self, op: Operation) -> dict[str, Any] | None:
         """One look at a pending operation: None while it runs (`op.next_poll` says when to look again); once it
-        succeeded the app as ARM JSON (`{}` for a delete). Raises ApplyFailed when it failed and ApplyTimeout
-        when the apply timeout would pass before the next look (never success)."""
+        succeeded the resource as ARM JSON (`{}` for a delete; an operation that already ended costs no request).
+        Raises ApplyFailed when it failed and ApplyTimeout when the apply timeout would pass before the next look
+        (never success)."""
         from azure.core.rest import HttpRequest
 
         if op.result is not None:
@@ -199,30 +208,22 @@ class ContainerApps:
     def revision_problem(self, resource_group: str, app: str, revision: str) -> str:
         """Why a revision is not ready, from its provisioning error and running state details."""
         try:
-            props = self.client.container_apps_revisions.get_revision(resource_group, app, revision).as_dict()
+            found = self.revisions(resource_group, app).get(revision)
         except Exception as exc:
             return f"revision {revision}: details unavailable ({_error_text(exc)})"
-        props = props.get("properties") or {}
+        props = (found or {}).get("properties") or {}
         details = [props.get("provisioningError"), props.get("runningStateDetails")]
         state = f"{props.get('provisioningState')}/{props.get('runningState')}"
         return f"revision {revision} {state}: " + "; ".join(dict.fromkeys(d for d in details if d))
+
+    def revisions(self, resource_group: str, app: str) -> "AppRevisions":
+        """The revision and traffic calls of one app (progressive delivery)."""
+        return AppRevisions(self, resource_group, app)
 
     # --- jobs (Microsoft.App/jobs) ---------------------------------------------------------------
     def list_jobs(self, resource_group: str) -> list[dict[str, Any]]:
         """Every Container Apps job in the resource group (one paged list, plain JSON as `list_apps`)."""
         return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/jobs")
-
-    def create_job(self, resource_group: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._wait(name, lambda polling: self.client.jobs.begin_create_or_update(
-            resource_group, name, _json(body), content_type="application/json", polling=polling))
-
-    def update_job(self, resource_group: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Apply a JSON merge patch to a job."""
-        return self._wait(name, lambda polling: self.client.jobs.begin_update(
-            resource_group, name, _json(patch), content_type="application/json", polling=polling))
-
-    def delete_job(self, resource_group: str, name: str) -> None:
-        self._wait(name, lambda polling: self.client.jobs.begin_delete(resource_group, name, polling=polling))
 
     def job(self, resource_group: str, name: str) -> dict[str, Any] | None:
         """The job as ARM JSON, or None when it does not exist."""
@@ -248,27 +249,6 @@ class ContainerApps:
         group, env = _group_and_name(environment_id)
         return self._list(f"resourceGroups/{group}/providers/Microsoft.App/managedEnvironments/{env}/daprComponents")
 
-    def put_dapr_component(self, environment_id: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace a Dapr component (ARM answers at once: no operation to wait for)."""
-        group, env = _group_and_name(environment_id)
-        return self._call(lambda: self.client.dapr_components.create_or_update(
-            group, env, name, _json(body), content_type="application/json").as_dict())
-
-    def delete_dapr_component(self, environment_id: str, name: str) -> None:
-        """Delete a Dapr component (gone already is fine)."""
-        group, env = _group_and_name(environment_id)
-        self._call(lambda: self.client.dapr_components.delete(group, env, name))
-
-    @staticmethod
-    def _call(call):
-        """A synchronous write; ARM refusing it raises ApplyFailed with ARM's code and message."""
-        from azure.core.exceptions import HttpResponseError
-
-        try:
-            return call()
-        except HttpResponseError as exc:
-            raise ApplyFailed(_error_text(exc)) from None
-
     def _wait(self, name: str, begin) -> dict[str, Any]:
         """Start an operation and wait for it; polling stops at the apply timeout (no thread is left behind)."""
         from azure.core.exceptions import HttpResponseError
@@ -287,9 +267,44 @@ class ContainerApps:
         return result.as_dict() if result is not None else {}
 
 
+class AppRevisions:
+    """The revision and traffic calls of one Container App: set the traffic weights (a merge patch of
+    `ingress.traffic` only, which makes no revision; waits for its operation, bounded by the apply timeout),
+    deactivate a revision, read a revision."""
+
+    def __init__(self, aca: ContainerApps, resource_group: str, app: str):
+        self.aca, self.resource_group, self.app = aca, resource_group, app
+
+    def set_traffic(self, traffic: list[dict[str, Any]]) -> dict[str, Any]:
+        """Send `traffic` as the app's `configuration.ingress.traffic`; the app as ARM ended with it. Raises
+        OperationInProgress, ApplyFailed or ApplyTimeout like `begin`/`poll`."""
+        op = self.aca.begin("update", self.resource_group, self.app,
+                            {"properties": {"configuration": {"ingress": {"traffic": traffic}}}})
+        while True:
+            live = self.aca.poll(op)
+            if live is not None:
+                return live
+            time.sleep(max(0.0, op.next_poll - time.monotonic()))
+
+    def deactivate(self, revision: str) -> None:
+        """Deactivate `revision` (ARM keeps it, inactive, for `maxInactiveRevisions`)."""
+        self.aca.client.container_apps_revisions.deactivate_revision(self.resource_group, self.app, revision)
+
+    def get(self, revision: str) -> dict[str, Any] | None:
+        """The revision as ARM JSON (provisioningState, healthState, runningState, replicas, ...), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.aca.client.container_apps_revisions.get_revision(self.resource_group, self.app,
+                                                                         revision).as_dict()
+        except ResourceNotFoundError:
+            return None
+
+
 @dataclass
 class Operation:
-    """A write of one app that ARM accepted and that may still run (see `ContainerApps.begin`)."""
+    """A write of one app, job or Dapr component that ARM accepted and that may still run (see
+    `ContainerApps.begin`); `result` is set once it ended."""
 
     name: str
     kind: str
@@ -326,6 +341,12 @@ def _deadline_polling(interval: float, deadline: float, message: str):
             time.sleep(delay)
 
     return DeadlinePolling(interval)
+
+
+def dapr_components(environment_id: str) -> tuple[str, str]:
+    """(resource group, resource type) that `ContainerApps.begin` takes for a Dapr component of the environment."""
+    group, env = _group_and_name(environment_id)
+    return group, f"managedEnvironments/{env}/daprComponents"
 
 
 def _group_and_name(resource_id: str) -> tuple[str, str]:

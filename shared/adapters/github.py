@@ -213,6 +213,20 @@ def complete_check_run(run, *, conclusion: str, output: Mapping[str, Any]) -> No
                           output=dict(output)), f"check run {run.id}")
 
 
+def create_status(repo, sha: str, *, state: str, context: str, description: str,
+                  target_url: str | None = None) -> None:
+    """A commit status on `sha` (state error, failure, pending or success; description at most 140 characters):
+    what a plan preview posts when the token may not create check runs."""
+    commit = repo.get_commit(sha)
+    call(lambda: commit.create_status(state, target_url or "", description[:140], context),
+         f"a commit status on {sha[:12]}")
+
+
+def merge_base(repo, base: str, head: str) -> str:
+    """The merge base of `base` (a branch) and `head` (a commit), from GitHub's compare API."""
+    return call(lambda: repo.compare(base, head).merge_base_commit.sha, f"the merge base of {base} and {head[:12]}")
+
+
 def upsert_comment(repo, number: int, marker: str, body: str) -> str:
     """The one issue comment of `number` whose body starts with `marker`: created, updated in place, or left as it
     is; returns "created", "updated" or "unchanged"."""

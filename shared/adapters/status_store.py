@@ -11,6 +11,8 @@ Partitions (PartitionKey / RowKey):
 - `lease` / target name: at most one reconcile per Target (ETag-guarded).
 - `inventory.<target>` / object key: what Driftless created where ARM keeps no tags (Dapr components),
   with the environment and spec hash; prune compares Git with it.
+- `rollout.<target>` / app name: the app's progressive delivery (`shared.core.rollout.State` as JSON), updated
+  only with the ETag it was read with, so two workers never both move one rollout.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 from shared.adapters import storage
 from shared.core.outcome import PassResult
+from shared.core.rollout import State as RolloutState
 
 KEEP_PASSES = 20
 MAX_TEXT = 16_000
@@ -89,7 +92,7 @@ class Store:
     """Status, deliveries, suspensions, backoff and leases. Methods raise azure errors on I/O failure."""
 
     def __init__(self, *, backoff_base: float = 60.0, backoff_cap: float = 3600.0, env=None):
-        self._env = env
+        self._env = self.env = env
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
 
     @property
@@ -183,6 +186,7 @@ class Store:
                                   "summary": json.loads(p.get("summary") or "{}")}
                                  for p in sorted(self._query(f"pass.{row['RowKey']}"), key=lambda e: e["RowKey"])[:5]],
             })
+            rollouts = {e["RowKey"]: RolloutState.from_json(e["state"]) for e in self._query(f"rollout.{row['RowKey']}")}
             for app in sorted(self._query(f"app.{row['RowKey']}"), key=lambda e: e["RowKey"]):
                 result["apps"].append({
                     "target": row["RowKey"], "app": name_of(app["RowKey"]), "action": app.get("action"),
@@ -192,6 +196,8 @@ class Store:
                     "nextReapplyAt": app.get("next_reapply_at") or None,
                     "suspended": name_of(app["RowKey"]) in suspended,
                 })
+                if app["RowKey"] in rollouts:
+                    result["apps"][-1]["rollout"] = rollouts[app["RowKey"]].view()
         return result
 
     def targets_of_app(self, app: str) -> list[str]:
@@ -300,6 +306,12 @@ class Store:
     def suspended(self) -> set[str]:
         return {name_of(e["RowKey"]) for e in self._query("suspension")}
 
+    def last_action(self, target: str, app: str) -> str | None:
+        """The action of the app's last outcome in `target` (`suspended` when its last pass left it alone because
+        it is suspended in Git or at runtime); None before its first pass."""
+        row = self._get(f"app.{target}", row_key(app))
+        return None if row is None else str(row.get("action") or "")
+
     # --- inventory: what Driftless created where ARM keeps no tags (Dapr components) -------
     def inventory(self, target: str) -> dict[str, dict[str, Any]]:
         """`inventory.<target>`: object key (e.g. `DaprComponent/<name>`) -> its row (environment, spec_hash,
@@ -359,3 +371,43 @@ class Store:
         except (ResourceNotFoundError, ResourceModifiedError):
             pass
 
+
+    # --- rollouts ------------------------------------------------------------------------
+    def rollout(self, target: str, app: str) -> tuple[RolloutState, str] | None:
+        """The app's rollout in `target` and the ETag to update it with; None when it never had one."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            row = self.table.get_entity(f"rollout.{target}", check_row_key(row_key(app)))
+        except ResourceNotFoundError:
+            return None
+        return RolloutState.from_json(row["state"]), row.metadata["etag"]
+
+    def rollouts(self, target: str | None = None) -> list[RolloutState]:
+        """Every rollout (of `target`, or of all Targets), by Target and app."""
+        if target is not None:
+            rows = self._query(f"rollout.{target}")
+        else:
+            rows = [dict(e) for e in self.table.query_entities("PartitionKey ge @lo and PartitionKey lt @hi",
+                                                               parameters={"lo": "rollout.", "hi": "rollout/"})]
+        states = [RolloutState.from_json(r["state"]) for r in rows]
+        return sorted(states, key=lambda s: (s.target, s.app))
+
+    def put_rollout(self, state: RolloutState, etag: str | None = None) -> bool:
+        """Write `state`: unconditionally without `etag` (a new rollout replaces the app's last one), else only if
+        the row still has that ETag (False when another worker moved the rollout first)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": f"rollout.{state.target}", "RowKey": check_row_key(row_key(state.app)),
+                  "state": state.to_json(), "phase": state.phase, "revision": state.revision[:40]}
+        if etag is None:
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            return True
+        try:
+            self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                     match_condition=MatchConditions.IfNotModified)
+            return True
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False

@@ -92,6 +92,16 @@ class Settings:
     arm_endpoint: str | None = _setting(
         "DRIFTLESS_ARM_ENDPOINT", "ARM endpoint instead of Azure's public cloud: the local ACA emulator.",
         DEVELOPMENT, None, deployed=False)
+    metrics_endpoint: str | None = _setting(
+        "DRIFTLESS_METRICS_ENDPOINT", "Azure Monitor endpoint rollout analysis reads instead of Azure's (metrics: "
+        "`https://<app's region>.metrics.monitor.azure.com`, Application Insights queries: "
+        "`https://api.loganalytics.io`): the local ACA emulator, which serves both.", DEVELOPMENT, None,
+        deployed=False)
+    metrics_delay: float = _setting(
+        "DRIFTLESS_METRICS_DELAY", "Seconds Azure Monitor may take to make a minute of request metrics readable: a "
+        "rollout's analysis reads the interval that ended this long ago, so minutes not yet ingested never read as "
+        "a canary without traffic (a rollback comes this much later than the errors). The local emulator has no "
+        "delay (0).", RECONCILE, 180.0, read="number", minimum=0)
     arm_poll_interval: float = _setting(
         "DRIFTLESS_ARM_POLL_INTERVAL", "Seconds between polls of a long-running ARM operation (ARM's `Retry-After` "
         "wins).", RECONCILE, 5.0, read="number")
@@ -99,9 +109,9 @@ class Settings:
         "DRIFTLESS_APPLY_TIMEOUT", "Seconds one create, update or delete may take; past it the app is `failed` with a "
         "timeout, never counted as success.", RECONCILE, 600.0, read="number", minimum=0.1)
     concurrency: int = _setting(
-        "DRIFTLESS_CONCURRENCY", "Requests sent at once per pass: app writes being started and operation checks "
-        "(ARM's write budget, not this, bounds the operations running); jobs, Dapr components and AKS objects: "
-        "writes in flight (AKS: also the parallel reads while planning).",
+        "DRIFTLESS_CONCURRENCY", "Requests sent at once per pass: writes of apps, jobs and Dapr components being "
+        "started and operation checks (ARM's write budget, not this, bounds the operations running); AKS objects: "
+        "writes in flight (also the parallel reads while planning).",
         RECONCILE, 16, read="whole", minimum=1)
     git_username: str = _setting(
         "DRIFTLESS_GIT_USERNAME", "User name sent with the Git token over HTTPS.", SOURCE, "x-access-token")
@@ -152,6 +162,13 @@ class Settings:
     preview_comment: bool = _setting(
         "DRIFTLESS_PREVIEW_COMMENT", "Also post a pull request's plan as one PR comment, updated in place on each "
         "push (the check run driftless/plan is always posted).", FEEDBACK, True, read="flag")
+    manifests_azure_repo: str | None = _setting(
+        "DRIFTLESS_MANIFESTS_AZURE_REPO", "`https://dev.azure.com/{org}/{project}/_git/{repo}` of the manifests "
+        "repository on Azure Repos, when `DRIFTLESS_REPO_URL` is not that URL (plan previews of its pull requests "
+        "are posted there).", FEEDBACK, None)
+    azdo_hook_secret_name: str = _setting(
+        "DRIFTLESS_AZDO_HOOK_SECRET_NAME", "Password of the Azure DevOps service hooks (pull request created / "
+        "updated) that `/api/azure-devops/webhook` accepts.", SECRETS, "driftless-azdo-hook-secret", secret=True)
     kubeconfig: str | None = _setting(
         "DRIFTLESS_KUBECONFIG", "A kubeconfig file used for `aks` Targets instead of credentials from ARM.",
         DEVELOPMENT, None, deployed=False)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from shared.core import app_sections, image_policy, image_reference, sizes
+from shared.core import app_sections, image_policy, image_reference, rollout as rollouts, sizes
 
 API_VERSION = "driftless.io/v1alpha1"
 SYNOSCD_API_VERSION = "synoscd.io/v1alpha1"
@@ -169,6 +169,8 @@ class App:
     managed: bool = True
     api_version: str = API_VERSION
     annotations: Mapping[str, str] | None = field(default=None, hash=False)
+    rollout: rollouts.Rollout | None = field(default=None, hash=False)
+    """`spec.rollout`: how a new revision is walked to 100% (`shared.core.rollout`); None: at once."""
 
     @property
     def key(self) -> str:
@@ -626,7 +628,7 @@ def _read_app(doc: Any, check: _Check) -> App | None:
             annotations, image_policy.container_names(doc, image_policy.APP_CONTAINERS))[1]:
         check.add(path, message)
     spec_fields = ["containers", "initContainers", "secrets", "registries", "identity", "ingress", "scale", "suspend",
-                   *app_sections.SPEC_FIELDS]
+                   "rollout", *app_sections.SPEC_FIELDS]
     if synoscd:
         spec_fields.append("environment")
     spec = check.mapping(doc.get("spec"), ("spec",), spec_fields, ("containers",))
@@ -658,6 +660,10 @@ def _read_app(doc: Any, check: _Check) -> App | None:
     sections.identity_uses(spec)
     ingress = _read_ingress(spec.get("ingress"), check, synoscd, sections)
     scale = _read_scale(spec.get("scale"), check, sections)
+    ingress_node = spec.get("ingress") if isinstance(spec.get("ingress"), Mapping) else {}
+    rollout = rollouts.read_rollout(spec.get("rollout"), check.add, mode=str(spec.get("activeRevisionsMode") or "Single"),
+                                    ingress=bool(ingress and ingress.enabled),
+                                    traffic=ingress_node.get("traffic") is not None)
     app = App(
         name=name or "",
         containers=containers,
@@ -674,6 +680,7 @@ def _read_app(doc: Any, check: _Check) -> App | None:
         managed=(not synoscd) or (isinstance(labels, Mapping) and str(labels.get(SYNOSCD_MANAGED_LABEL)).lower() == "true"),
         api_version=api_version,
         annotations=dict(annotations) if isinstance(annotations, Mapping) else None,
+        rollout=rollout,
     )
     return app if name else None
 

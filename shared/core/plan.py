@@ -14,7 +14,7 @@ Safety rules live here, in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 from shared.core.container_app import (
     TAG_OWNER,
@@ -33,10 +33,16 @@ from shared.core.manifests import App, Problem, Target, names_in_problems
 
 WRITES = ("create", "update", "reapply", "delete")
 
+Verdict = Literal["orphan", "refused", "invalid"]
+"""Why a step that writes nothing is worth a reviewer's attention: an `orphan` left in place (prune off, or
+protected), a `refused` write or delete (ownership, another environment, prune safety), an `invalid` manifest."""
+
 
 @dataclass
 class Step:
-    """One planned action. `kind` is a write (create/update/reapply/delete) or a verdict."""
+    """One planned action. `kind` is a write (create/update/reapply/delete) or a verdict; `verdict` types the
+    orphans, refusals and invalid manifests among the steps that write nothing (a `failed` step without one is a
+    refusal; None on a skip means a plain no-op: a wait, not managed)."""
 
     app: str
     kind: str
@@ -45,6 +51,10 @@ class Step:
     desired: App | None = None
     live: dict[str, Any] | None = None
     health: Health | None = None
+    verdict: Verdict | None = None
+    rollout: dict[str, Any] | None = None
+    """How a write of an App with `spec.rollout` treats traffic: starts a rollout (stable, canary, suffix, the canary
+    it aborts), or applies at once with traffic back on the latest revision (`follow_latest`, `new_suffix`)."""
 
     @property
     def writes(self) -> bool:
@@ -80,7 +90,7 @@ def invalid_steps(problems: list[Problem], valid: set[str], *, make: type[Step] 
     steps = []
     for name in sorted(names_in_problems(problems) - valid):
         reasons = "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in problems if p.app == name)
-        steps.append(make(name, "failed", f"invalid manifest, not applied: {reasons}"))
+        steps.append(make(name, "failed", f"invalid manifest, not applied: {reasons}", verdict="invalid"))
     return steps
 
 
@@ -190,17 +200,18 @@ def plan_prune(target: Target, owned: Mapping[str, Any], in_git: set[str], degra
     if not orphans:
         return [], ""
     if not target.prune:
-        return [Step(n, "skipped", "orphan: owned by this Target but not in Git; prune is off") for n in orphans], "off"
+        return [Step(n, "skipped", "orphan: owned by this Target but not in Git; prune is off", verdict="orphan")
+                for n in orphans], "off"
     if degraded:
         why = f"prune skipped: the pass is degraded ({problem_count} manifest problem(s)); nothing is deleted"
-        return [Step(n, "skipped", why) for n in orphans], why
-    steps = [Step(n, "skipped", f"orphan, but protected: listed in the Target's {protected_field}") for n in orphans
-             if n in target.protected_apps]
+        return [Step(n, "skipped", why, verdict="refused") for n in orphans], why
+    steps = [Step(n, "skipped", f"orphan, but protected: listed in the Target's {protected_field}", verdict="orphan")
+             for n in orphans if n in target.protected_apps]
     candidates = [n for n in orphans if n not in target.protected_apps]
     if candidates and not target.allow_empty and (len(candidates) == len(owned) or len(candidates) * 2 > len(owned)):
         share = "all" if len(candidates) == len(owned) else "more than half"
         why = (f"prune refused: it would delete {len(candidates)} of {len(owned)} owned {noun} ({share}); "
                "set allowEmpty: true on the Target to allow it")
-        return steps + [Step(n, "skipped", why, live=owned[n]) for n in candidates], why
+        return steps + [Step(n, "skipped", why, live=owned[n], verdict="refused") for n in candidates], why
     steps += [Step(n, "delete", "owned by this Target and no longer in Git", live=owned[n]) for n in candidates]
     return sorted(steps, key=lambda s: s.app), "on"

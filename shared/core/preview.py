@@ -1,5 +1,6 @@
-"""Plan previews on pull requests, the pure part: the preview job, reading `pull_request` and `check_run`
-events, the check run's title, conclusion and Markdown summary, and annotations in GitHub's batches.
+"""Plan previews on pull requests, the pure part: the preview job, reading GitHub `pull_request` and `check_run`
+events and Azure DevOps `git.pullrequest.*` service-hook events, the check run's title, conclusion and Markdown
+summary (also the Azure Repos PR status and thread), and annotations in GitHub's batches.
 
 A preview is data about a pull request: nothing from the PR is ever executed. The summary names secret
 references only (Container App views hold secret *names* and `secretRef`s, never values). No I/O.
@@ -11,6 +12,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
 
 from shared.core.jobs import BadJob, now_iso
 from shared.core.manifests import Problem
@@ -33,8 +35,52 @@ COLLAPSE_AFTER = 10
 VALUE_LIMIT = 120
 """Characters of one live or desired value shown in a summary cell."""
 
+AZURE_EVENTS = ("git.pullrequest.created", "git.pullrequest.updated")
+"""Azure DevOps service-hook events that plan a pull request's head (publisher `tfs`)."""
+AZURE_GENRE, AZURE_STATUS_NAME = "driftless", "plan"
+"""The Azure Repos pull request status's context: genre `driftless`, name `plan` (shown as driftless/plan)."""
+AZURE_STATES = {"success": "succeeded", "failure": "failed", "neutral": "notApplicable"}
+"""Check run conclusion -> Azure Repos GitStatusState."""
+AZURE_THREAD_PROPERTY = "driftless.plan"
+"""The property Driftless sets on its one pull request thread (found by it, or by MARKER on the first comment)."""
+STATUS_DESCRIPTION_LIMIT = 140
+"""Characters of a status description (GitHub's cap on a commit status; Azure Repos shows it on one line)."""
+GITHUB, AZURE_REPOS = "github", "azure-repos"
+"""Where a pull request lives (`PreviewJob.host`)."""
+
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REPO = re.compile(r"[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}")
+_AZURE_NAME = re.compile(r"[^/\\\x00-\x1f]{1,256}")
+"""An Azure DevOps project or repository name (they may hold spaces; never a slash or a control character)."""
+
+
+@dataclass(frozen=True)
+class AzureRepo:
+    """A repository on Azure Repos: organization URL (`https://dev.azure.com/{org}`), project and repository."""
+
+    org_url: str
+    project: str
+    name: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.project}/{self.name}"
+
+
+def azure_repo(url: str | None) -> AzureRepo | None:
+    """The Azure Repos repository of a clone URL (`https://[user@]dev.azure.com/{org}/{project}/_git/{repo}`,
+    `https://{org}.visualstudio.com/[DefaultCollection/]{project}/_git/{repo}`, or any host with that
+    `/{project}/_git/{repo}` path, such as a local stand-in); None for any other URL."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or "/_git/" not in parts.path:
+        return None
+    left, _, repo = parts.path.rstrip("/").partition("/_git/")
+    org_path, _, project = left.rpartition("/")
+    project, repo = unquote(project), unquote(repo).removesuffix(".git")
+    if not _AZURE_NAME.fullmatch(project) or not _AZURE_NAME.fullmatch(repo):
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return AzureRepo(f"{parts.scheme}://{host}{org_path}", project, repo)
 
 
 @dataclass(frozen=True)
@@ -50,6 +96,8 @@ class PreviewJob:
     before: str | None = None
     rerun: bool = False
     delivery: str | None = None
+    host: str = GITHUB
+    url: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     requested_at: str = field(default_factory=now_iso)
     v: int = 1
@@ -60,13 +108,19 @@ class PreviewJob:
         return f"refs/pull/{self.number}/head"
 
     @property
+    def azure(self) -> bool:
+        return self.host == AZURE_REPOS
+
+    @property
     def claim_key(self) -> str:
         """(repository, PR, head) as a status-store row key: a repeated event for this head plans nothing new."""
-        return f"{self.repo.replace('/', ':')}:{self.number}:{self.head}"
+        return f"{self.pr_key}:{self.head}"
 
     @property
     def pr_key(self) -> str:
-        return f"{self.repo.replace('/', ':')}:{self.number}"
+        """(host, repository, PR) as a status-store row key (Azure Tables refuses `/ \\ # ?` in keys)."""
+        prefix = "azure:" if self.azure else ""
+        return prefix + re.sub(r"[/\\#?\x00-\x1f]", ":", self.repo) + f":{self.number}"
 
     @property
     def external_id(self) -> str:
@@ -85,7 +139,10 @@ def parse_preview_job(body: bytes | str) -> PreviewJob:
         raise BadJob(f"preview job is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("v") != 1:
         raise BadJob("preview job must be a JSON object with v: 1")
-    checks = {"repo": lambda v: isinstance(v, str) and _REPO.fullmatch(v),
+    azure = data.get("host") == AZURE_REPOS
+    if data.get("host", GITHUB) not in (GITHUB, AZURE_REPOS):
+        raise BadJob(f"preview job field 'host' must be {GITHUB} or {AZURE_REPOS}")
+    checks = {"repo": lambda v: isinstance(v, str) and (_azure_full_name(v) if azure else _REPO.fullmatch(v)),
               "number": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
               "head": lambda v: isinstance(v, str) and _SHA.fullmatch(v),
               "reason": lambda v: isinstance(v, str) and v,
@@ -95,6 +152,11 @@ def parse_preview_job(body: bytes | str) -> PreviewJob:
             raise BadJob(f"preview job field {name!r} is missing or invalid")
     known = {f for f in PreviewJob.__dataclass_fields__}
     return PreviewJob(**{k: v for k, v in data.items() if k in known})
+
+
+def _azure_full_name(value: str) -> bool:
+    project, _, name = value.partition("/")
+    return bool(_AZURE_NAME.fullmatch(project) and _AZURE_NAME.fullmatch(name))
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -142,11 +204,13 @@ def job_from_pull_request(payload: Mapping[str, Any], *, branch: str,
     if base != branch:
         return None, f"pull request #{number} is to {shown(base)}, not {branch}"
     before = _get(payload, "before", str, required=False) if action == "synchronize" else None
+    url = _get(payload, "pull_request.html_url", str, required=False) or ""
     head_repo = _get(payload, "pull_request.head.repo.full_name", str, required=False)
     fork = _get(payload, "pull_request.head.repo.fork", bool, required=False)
     fork = bool(fork) or (head_repo is not None and head_repo.lower() != repo.lower())
     return PreviewJob(repo=repo, number=number, head=head, reason=action, base=base, fork=fork,
-                      before=before if before and _SHA.fullmatch(before) else None, delivery=delivery), ""
+                      before=before if before and _SHA.fullmatch(before) else None, delivery=delivery,
+                      url=url if url.startswith("https://") else ""), ""
 
 
 def job_from_check_run(payload: Mapping[str, Any], *, delivery: str | None = None) -> tuple[PreviewJob | None, str]:
@@ -163,6 +227,64 @@ def job_from_check_run(payload: Mapping[str, Any], *, delivery: str | None = Non
     if number is None:
         return None, f"check run on {head[:12]} names no pull request"
     return PreviewJob(repo=repo, number=number, head=head, reason="rerequested", rerun=True, delivery=delivery), ""
+
+
+def job_from_service_hook(payload: Mapping[str, Any], *, branch: str, repo: AzureRepo,
+                          delivery: str | None = None) -> tuple[PreviewJob | None, str]:
+    """(the preview job of an Azure DevOps `git.pullrequest.created` / `git.pullrequest.updated` service-hook
+    event, "") or (None, why it is not previewed). The head is `resource.lastMergeSourceCommit.commitId`, the
+    PR's source commit (Azure Repos keeps no `refs/pull/N/head`; `refs/pull/N/merge` is a merge commit). An
+    event of another repository (the "Test" button sends Microsoft's sample, repository "Fabrikam") is
+    ignored before its commit is checked. BadEvent when a field read has the wrong shape."""
+    event = _get(payload, "eventType", str)
+    if event not in AZURE_EVENTS:
+        return None, f"event {shown(event)} is not planned (planned: {', '.join(AZURE_EVENTS)})"
+    number = _get(payload, "resource.pullRequestId", int)
+    name = _get(payload, "resource.repository.name", str)
+    project = _get(payload, "resource.repository.project.name", str)
+    if (project.lower(), name.lower()) != (repo.project.lower(), repo.name.lower()):
+        return None, f"event of another repository ({shown(project + '/' + name)}, not {repo.full_name})"
+    status = _get(payload, "resource.status", str)
+    target = _get(payload, "resource.targetRefName", str)
+    head = _get(payload, "resource.lastMergeSourceCommit.commitId", str)
+    if not _SHA.fullmatch(head):
+        raise BadEvent("resource.lastMergeSourceCommit.commitId must be a commit SHA (40 or 64 lowercase hex digits)")
+    if number <= 0:
+        raise BadEvent("resource.pullRequestId must be a positive number")
+    if status != "active":
+        return None, f"pull request {number} is {shown(status)}, not active"
+    if target != f"refs/heads/{branch}":
+        return None, f"pull request {number} is to {shown(target)}, not refs/heads/{branch}"
+    fork = _get(payload, "resource.forkSource", dict, required=False) is not None
+    return PreviewJob(repo=repo.full_name, number=number, head=head, reason=event.rpartition(".")[2],
+                      base=branch, fork=fork, delivery=delivery, host=AZURE_REPOS), ""
+
+
+def hook_authenticated(secret: str, headers: Mapping[str, str]) -> bool:
+    """Whether a service-hook request carries `secret`: as the basic-auth password (any user name; what the Web
+    Hooks consumer's "Basic authentication" sends) or as the header `X-Driftless-Hook-Secret` (its "HTTP
+    headers"). `headers` have lower-case names. Constant-time comparisons."""
+    import base64
+    import hmac
+
+    wanted = secret.encode()
+    scheme, _, encoded = str(headers.get("authorization", "")).strip().partition(" ")
+    password = b""
+    if scheme.lower() == "basic":
+        try:
+            password = base64.b64decode(encoded.strip(), validate=True).partition(b":")[2]
+        except ValueError:
+            password = b""
+    by_basic = hmac.compare_digest(password, wanted)
+    by_header = hmac.compare_digest(str(headers.get("x-driftless-hook-secret", "")).encode(), wanted)
+    return by_basic or by_header
+
+
+def status_description(title: str) -> str:
+    """A check title as a status description: at most STATUS_DESCRIPTION_LIMIT characters."""
+    if len(title) <= STATUS_DESCRIPTION_LIMIT:
+        return title
+    return title[:STATUS_DESCRIPTION_LIMIT - 1] + "…"
 
 
 def pr_number(payload: Mapping[str, Any]) -> int | None:
@@ -197,6 +319,8 @@ class Preview:
     target_problems: list[Problem] = field(default_factory=list)   # Target manifests at the PR head
     untouched: bool = False
     targets_changed: bool = False
+    compared_with: str = ""            # the revision the PR's changes were found against
+    merge_base: bool = True            # compared_with is the merge base (False: the branch head, history lacking)
 
     @property
     def problems(self) -> list[Problem]:
@@ -209,7 +333,8 @@ _HEADINGS = {"create": "To create", "update": "To update", "delete": "To delete"
 
 
 def category(step: Step) -> str | None:
-    """Which line of the summary a step belongs on; None for in sync, suspended and other no-ops."""
+    """Which line of the summary a step belongs on, from its kind and typed `verdict` (never its reason text);
+    None for in sync, suspended and other no-ops."""
     if step.kind == "create":
         return "create"
     if step.kind in ("update", "reapply"):
@@ -217,11 +342,9 @@ def category(step: Step) -> str | None:
     if step.kind == "delete":
         return "delete"
     if step.kind == "failed":
-        return "invalid" if step.reason.startswith("invalid manifest") else "refused"
-    if step.kind == "skipped" and step.reason.startswith(("prune refused", "prune skipped")):
-        return "refused"
-    if step.kind == "skipped" and step.reason.startswith("orphan"):
-        return "orphan"
+        return step.verdict or "refused"
+    if step.kind == "skipped":
+        return step.verdict
     return None
 
 
@@ -307,6 +430,11 @@ def summary(preview: Preview) -> str:
         lines += ["This pull request touches no Target path: nothing to plan.", ""]
     elif not preview.targets and not preview.target_problems:
         lines += ["No Target is declared for the paths this pull request touches.", ""]
+    if not preview.merge_base and not preview.untouched:
+        head = (preview.compared_with or preview.base_revision)[:12]
+        lines += [f"> Compared with the branch head `{head}`: the merge base could not be found (not in the "
+                  "fetched Git history, and the host did not name it), so a Target changed only on the branch is "
+                  "planned too.", ""]
     if preview.targets_changed:
         lines += ["> Target definitions changed in this pull request. Targets are planned as declared on "
                   f"the branch (`{preview.base_revision[:12]}`); the new definitions take effect after the merge.",

@@ -183,7 +183,7 @@ class AksEngine:
         in_git = {o.key for o in desired} | names_in_problems(problems)
         prune_steps, prune = plan_prune(self.target, owned, in_git, bool(problems), len(problems), noun="objects",
                                         protected_field="protected")
-        steps += [KubeStep(s.app, s.kind, s.reason, live=owned[s.app]) for s in prune_steps
+        steps += [KubeStep(s.app, s.kind, s.reason, live=owned[s.app], verdict=s.verdict) for s in prune_steps
                   if only is None or s.app == only]
         return Plan(steps, bool(problems), prune)
 

@@ -5,7 +5,8 @@ ARM keeps no tags on a Dapr component, so ownership is the Target's inventory in
 delete; prune compares Git with the inventory only. plan = the environment's components (one GET,
 made only when Git declares a component or the inventory holds one) compared with Git by
 `shared.core.dapr_component.plan_components`; reconcile = that plan applied, one PUT (ARM replaces a
-component whole) or DELETE per component. Without a status store nothing is written or pruned and
+component whole) or DELETE per component, started under the subscription's ARM budget as apps' writes are
+(`ArmKindEngine.apply`; ARM answers them synchronously: an operation that has already ended). Without a status store nothing is written or pruned and
 each component Git declares is `failed` with the reason. The Apps of the same Target are read (not
 written) to warn about scopes that name no Dapr app id.
 """
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from shared.adapters.container_apps import ApplyFailed
+from shared.adapters.container_apps import Operation, dapr_components
 from shared.core import dapr_component
 from shared.core.dapr_component import DaprComponent
 from shared.core.image_policy import Followed
 from shared.core.manifests import Problem
-from shared.core.outcome import Outcome, PassResult
+from shared.core.outcome import Outcome
 from shared.core.plan import Plan, Step
-from shared.engines.engine import ArmKindEngine, VERDICTS, Progress, apply_plan, dry_run_outcome, failed, verdict
+from shared.engines.engine import ArmKindEngine, VERDICTS
 
 DAPR = ("properties", "configuration", "dapr")
 """Where an App keeps its Dapr settings (`App.sections`)."""
@@ -30,6 +31,7 @@ class DaprComponentsEngine(ArmKindEngine):
     """Plans and reconciles the `DaprComponent` manifests of one Target of kind `aca`."""
 
     kind = DaprComponent
+    span = "apply dapr component"
 
     reads = ("App",)
     """Besides its own kind, the Apps of the Target (their Dapr app ids, for the scope warning)."""
@@ -72,39 +74,32 @@ class DaprComponentsEngine(ArmKindEngine):
                     found[component.key] = ", ".join(others)
         return found
 
-    def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
-              progress: Progress | None = None) -> PassResult:
-        """Apply a plan made by `plan` (bounded concurrency; one component's failure never stops the others)."""
-        return apply_plan(self.target, revision, plan, problems, lambda step: self._apply(step, revision, dry_run),
-                          dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span="apply dapr component")
-
     def followed(self, desired: list[Any]) -> list[Followed]:
         """Dapr components have no images."""
         return []
 
     # --- one step ----------------------------------------------------------------------------
-    def _apply(self, step: Step, revision: str, dry_run: bool) -> Outcome:
-        if not step.writes:
-            return verdict(step, revision)
-        if dry_run:
-            return dry_run_outcome(step, revision)
+    def _begin(self, step: Step, revision: str) -> Operation:
         assert self.store is not None                      # plan writes nothing without a store
-        diff = [c.to_dict() for c in step.changes]
-        environment = self.target.environment_id
+        group, resource = dapr_components(self.target.environment_id)
         name = step.app.split("/", 1)[1]
-        try:
-            if step.kind == "delete":
-                self.aca.delete_dapr_component(environment, name)
-                self.store.forget_owned(self.target.name, step.app)
-                return Outcome(step.app, "deleted", step.reason, diff, revision)
-            component: DaprComponent = step.desired  # type: ignore[assignment]
-            live = self.aca.put_dapr_component(environment, name, dapr_component.put_body(component, step.live))
-            self.store.record_owned(self.target.name, step.app, environment=environment,
-                                    spec_hash=dapr_component.spec_hash(component), revision=revision)
-        except ApplyFailed as exc:
-            return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
-        except Exception as exc:  # one component's surprise must not stop the pass
-            return failed(step, revision, exc)
+        if step.kind == "delete":
+            return self.aca.begin("delete", group, name, resource=resource)
+        component: DaprComponent = step.desired  # type: ignore[assignment]
+        return self.aca.begin("create", group, name, dapr_component.put_body(component, step.live),  # PUT replaces
+                              resource=resource)
+
+    def _finished(self, step: Step, revision: str, live: dict[str, Any]) -> Outcome:
+        """The outcome of an ended write, once the inventory records it (the inventory failing makes it `failed`)."""
+        assert self.store is not None
+        diff = [c.to_dict() for c in step.changes]
+        if step.kind == "delete":
+            self.store.forget_owned(self.target.name, step.app)
+            return Outcome(step.app, "deleted", step.reason, diff, revision)
+        component: DaprComponent = step.desired  # type: ignore[assignment]
+        environment = self.target.environment_id
+        self.store.record_owned(self.target.name, step.app, environment=environment,
+                                spec_hash=dapr_component.spec_hash(component), revision=revision)
         health = dapr_component.health(live)
         return Outcome(step.app, VERDICTS[step.kind], step.reason, diff, revision, healthy=health.healthy,
                        health_reason=health.reason)

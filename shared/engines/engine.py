@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from shared.adapters.container_apps import ContainerApps, for_subscription
+from shared.adapters.container_apps import ApplyFailed, ContainerApps, Operation, OperationInProgress, for_subscription
 from shared.config.settings import Settings
 from shared.core.aca_kinds import ACA_READERS
 from shared.core.image_policy import Followed
@@ -80,11 +80,30 @@ def failed(step: Step, revision: str, exc: Exception) -> Outcome:
                    [c.to_dict() for c in step.changes], revision)
 
 
+def guarded(step: Step, revision: str, call: Callable[[], "Outcome | Pending"]) -> "Outcome | Pending":
+    """`call()`, with anything that goes wrong as the step's outcome, never raised (the pass goes on): a write ARM
+    refuses (409) because an operation on the object started after the plan still runs is `skipped` and unhealthy
+    (left alone, the next pass looks again); ARM refusing the write or its operation failing or timing out is
+    `failed` with ARM's code and message; any other error is `failed` with its type."""
+    diff = [c.to_dict() for c in step.changes]
+    try:
+        return call()
+    except OperationInProgress as exc:
+        return Outcome(step.app, "skipped", f"operation in progress ({exc}); left alone, the next pass looks again",
+                       diff, revision, healthy=False, health_reason="operation in progress")
+    except ApplyFailed as exc:
+        return Outcome(step.app, "failed", f"{step.kind} failed: {exc}", diff, revision)
+    except Exception as exc:  # one object's surprise must not stop the pass
+        return failed(step, revision, exc)
+
+
 def apply_plan(target: Target, revision: str, plan: Plan, problems: list[Problem],
                apply_step: Callable[[Step], Outcome], *, dry_run: bool, concurrency: int,
                progress: Progress | None, span: str) -> PassResult:
     """Carry out every step of `plan` with at most `concurrency` at once, each in a telemetry span named `span`
-    and timed; outcomes in plan order. `apply_step` turns one step into its outcome and never raises."""
+    and timed; outcomes in plan order. `apply_step` turns one step into its outcome and never raises. A thread
+    waits out each write: only the thread-per-write baseline `make bench` compares `apply_started` with uses
+    this; the engines of aca kinds use `apply_started`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from shared.adapters import telemetry
@@ -231,16 +250,20 @@ def finish(result: PassResult, started: float) -> PassResult:
 
 __all__ = ["ArmKindEngine", "Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS", "apply_plan",
            "apply_started", "dry_run_outcome", "failed",
-           "finish",
+           "finish", "guarded",
            "new_result", "verdict"]
 
 
 class ArmKindEngine:
     """What the engines of an aca Target's kinds share: settings, the Target, the parse cache, the status store
-    (only Dapr components use it), the subscription's ARM client, the environment, and `reconcile` = `plan` +
-    `apply`. A subclass names its manifest class in `kind` and writes `plan`, `apply` and `followed`."""
+    (only Dapr components use it), the subscription's ARM client, the environment, `reconcile` = `plan` + `apply`,
+    and `apply` itself: each write is started (`_begin`) as fast as the subscription's ARM budget allows and
+    every pending operation is polled from one loop (`apply_started`) until `_finished` turns the resource ARM
+    ended with into the outcome. A subclass names its manifest class in `kind` and its telemetry span in `span`,
+    and writes `plan`, `_begin`, `_finished` and `followed`."""
 
     kind: type = object
+    span = "apply"
 
     def __init__(self, settings: Settings, target: Target, *, files: FileCache | None = None, store: Any = None):
         self.settings, self.target, self.store = settings, target, store
@@ -262,6 +285,39 @@ class ArmKindEngine:
                   progress: Progress | None = None) -> PassResult:
         plan = self.plan(revision, desired, problems, only=only, suspended=suspended, backoff=backoff)
         return self.apply(revision, plan, problems, dry_run=dry_run, progress=progress)
+
+    def apply(self, revision: str, plan: Plan, problems: list[Problem], *, dry_run: bool = False,
+              progress: Progress | None = None) -> PassResult:
+        """Apply a plan made by `plan`: writes paced by the ARM budget, operations polled from one loop, no thread
+        waiting on one; one object's failure never stops the others; a dry run writes nothing."""
+        return apply_started(self.target, revision, plan, problems, lambda step: self._start(step, revision, dry_run),
+                             lambda step, op: guarded(step, revision, lambda: self._look(step, revision, op)),
+                             dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span=self.span)
+
+    def _start(self, step: Step, revision: str, dry_run: bool) -> Outcome | Pending:
+        """Send the step's write (nothing for steps that write nothing or a dry run): its outcome, or its pending
+        operation."""
+        if not step.writes:
+            return verdict(step, revision)
+        if dry_run:
+            return dry_run_outcome(step, revision)
+        return guarded(step, revision, lambda: self._look(step, revision, self._begin(step, revision)))
+
+    def _look(self, step: Step, revision: str, op: Operation) -> Outcome | Pending:
+        """One look at the step's operation: its outcome once it ended, else when to look again."""
+        live = self.aca.poll(op)
+        if live is None:
+            return Pending(op, op.next_poll)
+        return self._finished(step, revision, live)
+
+    def _begin(self, step: Step, revision: str) -> Operation:
+        """Send the write of a step that writes (create, update, reapply or delete) through `self.aca.begin`."""
+        raise NotImplementedError
+
+    def _finished(self, step: Step, revision: str, live: dict[str, Any]) -> Outcome:
+        """The outcome of the step whose operation succeeded; `live` is the resource ARM ended with (`{}` after a
+        delete)."""
+        raise NotImplementedError
 
     def _environment(self) -> dict[str, Any]:
         """The Target's managed environment as ARM JSON."""

@@ -105,3 +105,67 @@ def test_issue_comments_are_created_listed_and_edited_and_a_secondary_rate_limit
     assert limited.status_code == 403 and limited.headers["Retry-After"] == "60"
     assert "secondary rate limit" in limited.json()["message"]
     assert github(stub, "GET", "/repos/o/r/issues/3/comments").status_code == 200
+
+
+def azdo(stub, method: str, path: str, body=None, *, password: str | None = PAT) -> requests.Response:
+    headers = {"X-TFS-FedAuthRedirect": "Suppress"}
+    return requests.request(method, f"{stub.url}/o/My%20Project/_apis/git/repositories/r/pullRequests{path}",
+                            params={"api-version": "7.1"}, json=body, headers=headers,
+                            auth=("", password) if password else None, timeout=10)
+
+
+def test_azure_repos_pull_request_statuses_and_threads_are_as_strict_as_the_rest_api(stub):
+    sha, later = "d" * 40, "e" * 40
+    assert azdo(stub, "GET", "/5").status_code == 404
+    assert "TF401180" in azdo(stub, "POST", "/5/statuses", {"context": {"name": "plan"}}).json()["message"]
+    stub.azdo_push(5, sha)
+    stub.azdo_push(5, later)
+    assert azdo(stub, "GET", "/5", password=None).status_code == 401
+    pr = azdo(stub, "GET", "/5").json()
+    assert pr["pullRequestId"] == 5 and pr["status"] == "active" and pr["lastMergeSourceCommit"]["commitId"] == later
+    iterations = azdo(stub, "GET", "/5/iterations").json()["value"]
+    assert [(i["id"], i["sourceRefCommit"]["commitId"]) for i in iterations] == [(1, sha), (2, later)]
+    assert azdo(stub, "POST", "/5/statuses", {"state": "succeeded"}).status_code == 400         # no context.name
+    assert azdo(stub, "POST", "/5/statuses", {"state": "green", "context": {"name": "plan"}}).status_code == 400
+    assert azdo(stub, "POST", "/5/statuses", {"context": {"name": "plan"}, "iterationId": 3}).status_code == 400
+    made = azdo(stub, "POST", "/5/statuses", {"state": "failed", "description": "1 manifest problem(s)",
+                                              "context": {"genre": "driftless", "name": "plan"}, "iterationId": 2})
+    assert made.status_code == 200 and made.json()["id"] == 1 and made.json()["iterationId"] == 2
+    assert [s["state"] for s in azdo(stub, "GET", "/5/statuses").json()["value"]] == ["failed"]
+    assert azdo(stub, "POST", "/5/threads", {"comments": []}).status_code == 400
+    assert azdo(stub, "POST", "/5/threads", {"comments": [{"content": "x", "commentType": "rant"}]}).status_code == 400
+    thread = azdo(stub, "POST", "/5/threads", {"comments": [{"parentCommentId": 0, "content": "plan",
+                                                             "commentType": 1}], "status": 1,
+                                               "properties": {"driftless.plan": "1"}}).json()
+    assert thread["status"] == "active" and thread["comments"][0]["commentType"] == "text"
+    assert thread["properties"] == {"driftless.plan": {"$type": "System.String", "$value": "1"}}
+    path = f"/5/threads/{thread['id']}/comments/1"
+    assert azdo(stub, "PATCH", path, {"content": ""}).status_code == 400
+    assert azdo(stub, "PATCH", f"/5/threads/{thread['id']}/comments/9", {"content": "y"}).status_code == 404
+    assert azdo(stub, "PATCH", path, {"content": "plan 2"}).json()["content"] == "plan 2"
+    [listed] = azdo(stub, "GET", "/5/threads").json()["value"]
+    assert listed["comments"][0]["content"] == "plan 2"
+
+
+def test_github_refuses_check_runs_to_personal_access_tokens():
+    server = CiStub().start()
+    try:
+        body = {"name": "driftless/plan", "head_sha": "f" * 40}
+        classic = github(server, "POST", "/repos/o/r/check-runs", body, token="ghp_classic")
+        assert classic.status_code == 403 and classic.json()["message"] == "You must authenticate via a GitHub App."
+        fine = github(server, "POST", "/repos/o/r/check-runs", body, token="github_pat_fine")
+        assert fine.status_code == 403 and "personal access token" in fine.json()["message"]
+        assert github(server, "POST", "/repos/o/r/check-runs", body, token="ghs_installation").status_code == 201
+        assert github(server, "POST", "/repos/o/r/statuses/" + "f" * 40,
+                      {"state": "success", "context": "driftless/plan"}, token="ghp_classic").status_code == 201
+    finally:
+        server.stop()
+
+
+def test_github_compare_names_a_seeded_merge_base_and_is_404_otherwise(stub):
+    head, base = "1" * 40, "2" * 40
+    assert github(stub, "GET", f"/repos/o/r/compare/main...{head}").status_code == 404
+    stub.merge_bases[("main", head)] = base
+    found = github(stub, "GET", f"/repos/o/r/compare/main...{head}").json()
+    assert found["merge_base_commit"]["sha"] == base and found["status"] == "diverged"
+    assert github(stub, "GET", f"/repos/o/r/compare/main...{head}", token=None).status_code == 401

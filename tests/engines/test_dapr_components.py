@@ -15,6 +15,7 @@ from shared.core.dapr_component import NO_STORE
 from shared.engines.reconciler import Reconciler
 from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, app_yaml, make_settings, outcomes, sync, writes
 from tests.core.test_dapr_component_manifests import STATESTORE
+from tests.engines.test_jobs import by_hand
 
 KEY = "DaprComponent/reddog"
 SCOPED_APPS = "".join(app_yaml(name, extra=f"  dapr: {{enabled: true, appId: {name}}}\n") + "---\n"
@@ -120,15 +121,12 @@ def test_a_scope_no_app_has_is_a_warning_in_the_reason_and_the_pass_stays_ok(rep
 
 
 def test_prune_deletes_only_what_the_inventory_holds(created, aca, repo, store, build):
-    from shared.adapters.container_apps import for_subscription
-
     write(repo, named("pubsub", componentType="pubsub.azure.servicebus.queues"), "pubsub")
     write(repo, named("bindings", componentType="bindings.cron"), "bindings")
     repo.commit()
     sync(created)
-    hand = for_subscription(created.settings, SUBSCRIPTION)                   # a component made by hand
-    hand.put_dapr_component(created.settings.default_target().environment_id, "handmade",
-                            {"properties": {"componentType": "state.redis", "version": "v1"}})
+    by_hand(aca, f"managedEnvironments/{ENVIRONMENT}/daprComponents/handmade",    # a component made by hand
+            {"properties": {"componentType": "state.redis", "version": "v1"}})
     repo.remove("apps/bindings.yaml")
     repo.commit()
 
@@ -156,14 +154,10 @@ def test_prune_never_runs_on_a_degraded_pass(created, aca, repo, build):
 
 
 def test_a_component_driftless_did_not_create_is_refused_unless_it_equals_git(repo, aca, store, build):
-    from shared.adapters.container_apps import for_subscription
-
-    settings = make_settings(str(repo.path), aca)
-    hand = for_subscription(settings, SUBSCRIPTION)
-    env_id = settings.default_target().environment_id
+    reddog = f"managedEnvironments/{ENVIRONMENT}/daprComponents/reddog"
     body = {"properties": {k: v for k, v in STATESTORE["spec"].items() if k != "secrets"}}
     body["properties"]["secrets"] = [dict(STATESTORE["spec"]["secrets"][0])]
-    hand.put_dapr_component(env_id, "reddog", {"properties": {**body["properties"], "initTimeout": "5s"}})
+    by_hand(aca, reddog, {"properties": {**body["properties"], "initTimeout": "5s"}})
     repo.write("apps/apps.yaml", SCOPED_APPS)
     write(repo, STATESTORE)
     repo.commit()
@@ -172,7 +166,7 @@ def test_a_component_driftless_did_not_create_is_refused_unless_it_equals_git(re
     assert refused.action == "failed" and "Driftless did not create it" in refused.reason and "initTimeout" in refused.reason
     assert "PUT dapr component" not in aca.calls() and KEY not in store.inventory("default")
 
-    hand.put_dapr_component(env_id, "reddog", body)                          # now it equals Git: adopted
+    by_hand(aca, reddog, body)                                               # now it equals Git: adopted
     adopted = outcomes(sync(build())["default"])[KEY]
     assert adopted.action == "updated" and adopted.reason.startswith("adopted")
     assert KEY in store.inventory("default")

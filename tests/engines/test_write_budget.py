@@ -1,14 +1,22 @@
 """The ARM write budget: Driftless paces its requests by ARM's token buckets (mirrored per subscription,
-corrected by ARM's remaining-requests headers, stopped by Retry-After) and a pass starts writes without a thread
-per operation. The budget's clock is injected in its own tests; the pass runs against the emulator with ARM's
+corrected by ARM's remaining-requests headers, stopped by Retry-After) and a pass starts writes of apps, jobs and
+Dapr components without a thread per operation. The budget's clock is injected in its own tests; the pass runs against the emulator with ARM's
 throttling model on."""
 from __future__ import annotations
 
-import requests
+import copy
 
-from shared.adapters import arm_budget
+import pytest
+import requests
+import yaml
+
+from shared.adapters import arm_budget, storage
 from shared.adapters.arm_budget import ArmBudget
-from tests.conftest import GROUP, SUBSCRIPTION, TOKEN, app_yaml, outcomes, sync
+from shared.adapters.status_store import Store
+from shared.engines.reconciler import Reconciler
+from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, make_settings, outcomes, sync, writes
+from tests.core.test_dapr_component_manifests import STATESTORE
+from tests.core.test_job_manifests import EVENT
 
 
 class Clock:
@@ -158,3 +166,135 @@ def test_the_apply_loop_waits_instead_of_spinning_while_every_poll_thread_is_bus
                            progress=None, span="apply app")
     assert [o.app for o in result.outcomes] == [s.app for s in steps]
     assert calls["wait"] < 40, calls
+
+
+# --- jobs and Dapr components: the same begin/poll path under the same budget ------------------------------------
+@pytest.fixture
+def store(azurite):
+    env = {"AzureWebJobsStorage": azurite.connection_string}
+    table = storage.table(env=env)
+    for entity in list(table.list_entities()):
+        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+    return Store(env=env)
+
+
+@pytest.fixture
+def budget(monkeypatch) -> ArmBudget:
+    """A fresh mirror of the subscription's buckets for this test (the process's one is shared by other tests)."""
+    fresh = ArmBudget()
+    monkeypatch.setitem(arm_budget._budgets, SUBSCRIPTION.lower(), fresh)
+    return fresh
+
+
+def jobs_and_components(repo, n: int) -> tuple[list[str], list[str]]:
+    """`n` event jobs and `n` Dapr components in Git; their keys."""
+    jobs, components = [], []
+    for i in range(n):
+        job = copy.deepcopy(EVENT)
+        job["metadata"]["name"] = f"worker-{i}"
+        repo.write(f"apps/worker-{i}.yaml", yaml.safe_dump(job, sort_keys=False))
+        component = copy.deepcopy(STATESTORE)
+        component["metadata"]["name"] = f"store-{i}"
+        repo.write(f"apps/store-{i}.yaml", yaml.safe_dump(component, sort_keys=False))
+        jobs.append(f"Job/worker-{i}")
+        components.append(f"DaprComponent/store-{i}")
+    repo.commit(f"{n} jobs and {n} Dapr components")
+    return jobs, components
+
+
+def created_writes(emulator) -> dict[str, int]:
+    return {k: n for k, n in emulator.calls().items() if k.split()[0] in ("PUT", "PATCH", "DELETE")}
+
+
+def test_jobs_and_components_on_a_drained_bucket_slow_themselves_and_write_each_item_once(repo, aca, store, budget):
+    aca.set_faults(throttling=1, lro_duration_s=0.2)
+    jobs, components = jobs_and_components(repo, 10)
+    reconciler = Reconciler(make_settings(str(repo.path), aca), store=store)
+    _drain(aca, leave=3)                                  # another tool of the same identity spent ARM's bucket
+    aca.reset_calls()
+    result = sync(reconciler)["default"]
+    got = outcomes(result)
+    assert {got[k].action for k in jobs + components} == {"created"}, [(o.app, o.reason) for o in result.outcomes]
+    assert all(got[k].healthy for k in jobs + components) and result.ok
+    assert budget.throttled == 0                          # it slowed itself: ARM never refused a write
+    assert budget.waited_s > 0.5                          # 20 writes on a few tokens: paced at the refill rate
+    assert created_writes(aca) == {"PUT job": 10, "PUT dapr component": 10}  # each item written once
+    assert all(aca.job(SUBSCRIPTION, GROUP, k.split("/")[1])["properties"]["provisioningState"] == "Succeeded"
+               for k in jobs)
+    assert set(store.inventory("default")) == set(components)
+
+
+def test_a_429_on_a_job_or_component_write_is_waited_out_and_sent_once_more(repo, aca, budget):
+    from shared.adapters.container_apps import JOBS, ContainerApps, dapr_components
+    from shared.core import container_app_job, dapr_component
+    from shared.core.aca_kinds import ACA_READERS
+    from shared.core.manifests import FileCache, load_objects
+
+    settings = make_settings(str(repo.path), aca)
+    target = settings.default_target()
+    client = ContainerApps(settings, SUBSCRIPTION)
+    objects, problems = load_objects({"apps/job.yaml": yaml.safe_dump(EVENT).encode(),
+                                      "apps/dapr.yaml": yaml.safe_dump(STATESTORE).encode()}, ACA_READERS, FileCache())
+    assert not problems
+    job, component = (next(o for o in objects if o.file == f"apps/{name}.yaml") for name in ("job", "dapr"))
+    aca.reset_calls()
+    aca.set_faults(throttle_next=1, retry_after_s=1)
+    op = client.begin("create", GROUP, "orders-worker", container_app_job.create_body(
+        job, location="westeurope", environment_id=target.environment_id, tags={}), resource=JOBS)
+    while client.poll(op) is None:
+        pass                                                 # the emulator's operation ends on the next look
+    assert aca.job(SUBSCRIPTION, GROUP, "orders-worker")["properties"]["provisioningState"] == "Succeeded"
+    aca.set_faults(throttle_next=1, retry_after_s=1)
+    group, resource = dapr_components(target.environment_id)
+    done = client.begin("create", group, "reddog", dapr_component.put_body(component, None), resource=resource)
+    assert done.result is not None and client.poll(done)["name"] == "reddog"   # synchronous: already ended
+    assert budget.throttled == 2
+    assert created_writes(aca) == {"PUT job": 2, "PUT dapr component": 2}      # each refused write sent once more
+
+
+def test_jobs_keep_more_operations_pending_than_the_pass_has_threads(repo, aca, driftless):
+    aca.set_faults(lro_duration_s=1.0)
+    names = [f"worker-{i}" for i in range(6)]
+    for name in names:
+        job = copy.deepcopy(EVENT)
+        job["metadata"]["name"] = name
+        repo.write(f"apps/{name}.yaml", yaml.safe_dump(job, sort_keys=False))
+    repo.commit("six jobs")
+    started_when_the_first_ended: list[int] = []
+
+    def progress(done: int, total: int, outcome) -> None:
+        if not started_when_the_first_ended:
+            started_when_the_first_ended.append(sum(aca.job(SUBSCRIPTION, GROUP, n) is not None for n in names))
+
+    result = sync(driftless(DRIFTLESS_CONCURRENCY="2"), progress=progress)["default"]
+    assert {o.action for o in result.outcomes} == {"created"}
+    # a thread per operation would have sent 2 writes when the first 1 s operation ended; all 6 were started
+    assert started_when_the_first_ended == [6]
+
+
+def test_a_failed_or_endless_job_operation_never_stops_the_others(repo, aca, driftless):
+    names = ["alpha", "bravo", "charlie", "delta"]
+    for name in names:
+        job = copy.deepcopy(EVENT)
+        job["metadata"]["name"] = name
+        repo.write(f"apps/{name}.yaml", yaml.safe_dump(job, sort_keys=False))
+    repo.commit("four jobs")
+    aca.set_faults(lro_fail_jobs=["alpha"], lro_hang_jobs=["bravo"])
+    result = sync(driftless(DRIFTLESS_APPLY_TIMEOUT="0.5"))["default"]
+    got = outcomes(result)
+    assert got["Job/alpha"].action == "failed" and "ContainerAppOperationError" in got["Job/alpha"].reason
+    assert got["Job/bravo"].action == "failed" and "did not finish within 0.5s" in got["Job/bravo"].reason
+    assert got["Job/charlie"].action == got["Job/delta"].action == "created" and not result.ok
+    assert [o.app for o in result.outcomes] == sorted(o.app for o in result.outcomes)  # plan order, as before
+
+
+def test_a_dry_run_of_jobs_and_components_writes_nothing(repo, aca, store):
+    jobs, components = jobs_and_components(repo, 2)
+    aca.reset_calls()
+    result = sync(Reconciler(make_settings(str(repo.path), aca), store=store), dry_run=True)["default"]
+    got = outcomes(result)
+    assert {got[k].action for k in jobs + components} == {"created"}
+    assert all(got[k].reason.startswith("dry run, not applied") for k in jobs + components)
+    assert writes(aca) == 0 and store.inventory("default") == {}
+    assert aca.job(SUBSCRIPTION, GROUP, "worker-0") is None
+    assert aca.dapr_component(SUBSCRIPTION, GROUP, ENVIRONMENT, "store-0") is None
