@@ -23,11 +23,13 @@ run: deps
 
 test: deps
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4
 
 clean:
 	rm -rf $(VENV) node_modules .local
 
+# `make bench`: every part at its default size (under 15 min on 2 cores); `make bench QUICK=1`: small sizes, a few
+# minutes; BENCH_ARGS passes anything else (`make bench BENCH_ARGS="--parts fleet --fleet-apps 2000"`).
 .PHONY: bench
 bench: deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)

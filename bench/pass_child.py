@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--marker", action="store_true", help="print pass markers on stderr (for -X importtime)")
     args = parser.parse_args(argv)
     _watch_connections()
+    from devtools.aca_emulator import scale_arm_budget
+
+    scale_arm_budget()              # the emulator's time scale, so the budget mirror refills on ARM's time
     from shared.config.settings import Settings
     from shared.engines.reconciler import Reconciler
 

@@ -85,7 +85,8 @@ def run(events: int = 200) -> dict[str, Any]:
                 runner.drain(timeout=600)
                 check(marks.count("forward") == before + REPEATS,
                       f"{marks.count('forward') - before} of {REPEATS} repeated events were forwarded")
-                repeated_dispatches = sum(c.body["client_payload"]["sha"] == repeated for c in stub.of("github_dispatch"))
+                repeated_dispatches = sum(c.body["client_payload"]["sha"] == repeated
+                                          for c in stub.of("github_dispatch"))
                 repeated_statuses = sum(c.path.endswith(repeated) for c in stub.of("github_status"))
                 check(not runner.errors, f"function errors: {runner.errors[:3]}")
             finally:

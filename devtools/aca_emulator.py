@@ -1295,6 +1295,27 @@ class _Bucket:
         return max(0.0, (1 - self.tokens) / self.rate)
 
 
+ARM_TIME_SCALE_VARIABLE = "DRIFTLESS_DEV_ARM_TIME_SCALE"
+"""Dev only: the emulator's ``time_scale`` as seen by the processes that talk to it (benches, local hosts)."""
+
+
+def scale_arm_budget(scale: float | None = None) -> None:
+    """Make this process's mirror of ARM's buckets (``shared.adapters.arm_budget``) refill on the emulator's scaled
+    time: its refill rates times ``scale`` (default: ``DRIFTLESS_DEV_ARM_TIME_SCALE``, unset: nothing changes).
+    A bench that scales ARM's time must scale both sides, or the mirror waits out ARM seconds in real seconds.
+    Call it before the first ARM client is built."""
+    if scale is None:
+        text = os.environ.get(ARM_TIME_SCALE_VARIABLE)
+        if not text:
+            return
+        scale = float(text)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{ARM_TIME_SCALE_VARIABLE} must be a positive number, got {scale!r}")
+    from shared.adapters import arm_budget
+
+    arm_budget.BUCKETS = {kind: (size, rate * scale) for kind, (size, rate) in arm_budget.BUCKETS.items()}
+
+
 class ThrottlingModel:
     """ARM's subscription throttling: a token bucket per subscription, caller and operation type
     (``ARM_BUCKETS``) and a global one per subscription and operation type shared by every caller
@@ -1448,6 +1469,13 @@ class AcaEmulator:
         """Counts of ARM requests received per route (faulted and rejected requests included)."""
         with self._lock:
             return {key: count for key, count in self._counts.items() if count}
+
+    def operation_durations(self) -> list[float]:
+        """Seconds (real time, after ``time_scale``) each long-running operation was set to take, in the order
+        the operations started: what a bench needs to compute the earliest every operation could have ended."""
+        with self._lock:
+            ops = sorted(self._ops.values(), key=lambda op: op["_started"])
+            return [float(op["_duration"]) for op in ops if op.get("_duration") is not None]
 
     def reset_calls(self) -> None:
         with self._lock:

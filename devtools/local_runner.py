@@ -277,6 +277,9 @@ class LocalRunner:
         if queues.get("messageEncoding", "base64").lower() != "base64":
             raise ValueError("host.json extensions.queues.messageEncoding: only base64 is supported locally")
         self._batch_size = int(queues.get("batchSize", 16))
+        # the host fetches a new batch once the messages a queue's listener is processing are down to this
+        # (default batchSize / 2 on one vCPU), so up to batchSize + newBatchThreshold run at once per queue
+        self._new_batch_threshold = int(queues.get("newBatchThreshold", self._batch_size // 2))
         self._max_dequeue = int(queues.get("maxDequeueCount", 5))
         self._retry_delay = round(_seconds(queues.get("visibilityTimeout", "00:00:00")))
         self._idle_poll = min(_seconds(queues.get("maxPollingInterval", "00:01:00")), 1.0)
@@ -296,7 +299,9 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._pump_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="localrunner")
+        per_queue = self._batch_size + self._new_batch_threshold
+        self._pool = ThreadPoolExecutor(max_workers=max(4, per_queue * len(self._queue_functions) + 2),
+                                        thread_name_prefix="localrunner")
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
 
@@ -479,15 +484,36 @@ class LocalRunner:
                 time.sleep(BUSY_POLL)
 
     def _pump_forever(self) -> None:
-        """Poll like the queue listener: again soon while busy, backing off to the idle interval."""
+        """Poll like the queue listener: per queue trigger, a new batch (up to batchSize) whenever the messages it
+        is processing are down to newBatchThreshold, without waiting for the rest of the batch; again soon while
+        busy, backing off to the idle interval."""
+        processing = {function.name: 0 for function in self._queue_functions}
+        counts = threading.Lock()
+
+        def settled(name: str, future: Any) -> None:
+            with counts:
+                processing[name] -= 1
+            if future.exception() is not None:    # _process itself failed (e.g. Storage unreachable)
+                log.error("Settling a message of %s failed: %s", name, future.exception())
+
         delay = BUSY_POLL
         while not self._stopping.wait(delay):
-            try:
-                with self._pump_lock:
-                    received, _ = self._pump()
-            except Exception:  # noqa: BLE001 - e.g. Storage unreachable; keep polling
-                log.exception("Polling the trigger queues failed")
-                received = 0
+            received = 0
+            for function in self._queue_functions:
+                with counts:
+                    if processing[function.name] > self._new_batch_threshold:
+                        continue
+                try:
+                    messages = self._receive(function)
+                except Exception:  # noqa: BLE001 - e.g. Storage unreachable; keep polling
+                    log.exception("Polling queue %s failed", function.trigger["queueName"])
+                    continue
+                for message in messages:
+                    with counts:
+                        processing[function.name] += 1
+                    future = self._pool.submit(self._process, function, message)
+                    future.add_done_callback(lambda done, name=function.name: settled(name, done))
+                received += len(messages)
             delay = BUSY_POLL if received else min(delay * 2, self._idle_poll)
 
     # timer triggers
@@ -526,6 +552,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     if "AzureWebJobsStorage" not in os.environ:
         sys.exit("Set AzureWebJobsStorage (e.g. UseDevelopmentStorage=true, or `python -m devtools.azurite`'s)")
+    from devtools.aca_emulator import scale_arm_budget
+
+    scale_arm_budget()              # DRIFTLESS_DEV_ARM_TIME_SCALE: an emulator running ARM's time faster (benches)
     import function_app
 
     runner = LocalRunner(_find_app(function_app), connection_string=os.environ["AzureWebJobsStorage"])

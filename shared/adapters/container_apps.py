@@ -121,18 +121,42 @@ class ContainerApps:
         if not op.status_url and not op.location_url:
             op.result = response.json() if kind != "delete" else {}
             return op
-        op.next_poll = time.monotonic() + self._poll_delay(response)
+        op.every = self._poll_delay(response)            # ARM's Retry-After, kept for looks at the resource
+        op.next_poll = time.monotonic() + op.every
         return op
 
     def poll(self, op: Operation) -> dict[str, Any] | None:
         """One look at a pending operation: None while it runs (`op.next_poll` says when to look again); once it
         succeeded the resource as ARM JSON (`{}` for a delete; an operation that already ended costs no request).
         Raises ApplyFailed when it failed and ApplyTimeout when the apply timeout would pass before the next look
-        (never success)."""
+        (never success).
+
+        A create or update is looked at by reading the resource itself (one read a look: its provisioningState is
+        InProgress until the operation ends, and the last look is the result, with no final GET); its operation
+        status is read only when the resource says Failed or Canceled, for ARM's error. ARM's read budget (25 a
+        second) is what bounds a large create, so this saves about a third of its reads. Deletes, and resources
+        without a provisioningState, follow the operation status."""
         from azure.core.rest import HttpRequest
 
         if op.result is not None:
             return op.result
+        if op.status_url and op.kind != "delete" and not op.by_status:
+            response = self.client.send_request(HttpRequest("GET", op.url))
+            _raise_for(response)
+            body = response.json() or {}
+            state = str((body.get("properties") or {}).get("provisioningState") or "").lower()
+            if state == "succeeded":
+                op.result = body
+                return body
+            if state in ("failed", "canceled", "cancelled"):
+                status = self.client.send_request(HttpRequest("GET", op.status_url))
+                _raise_for(status)
+                if not ((status.json() or {}).get("error") or {}).get("code"):
+                    raise ApplyFailed(f"operation on {op.name} ended {state.capitalize()}")
+                _raise_for(status, failed=True)
+            if state:
+                return self._later(op, response)
+            op.by_status = True                   # no provisioningState: the operation status says when it ends
         if op.status_url:
             response = self.client.send_request(HttpRequest("GET", op.status_url))
             _raise_for(response)
@@ -148,12 +172,7 @@ class ContainerApps:
             _raise_for(response)
             done = response.status_code != 202
         if not done:
-            delay = self._poll_delay(response)
-            if time.monotonic() + delay > op.deadline:
-                raise ApplyTimeout(f"operation on {op.name} did not finish within {op.timeout:g}s; not counted as "
-                                   "success")
-            op.next_poll = time.monotonic() + delay
-            return None
+            return self._later(op, response)
         if op.kind == "delete":
             op.result = {}
         elif not op.status_url and response.status_code == 200 and response.content:
@@ -163,6 +182,18 @@ class ContainerApps:
             _raise_for(final)
             op.result = final.json()
         return op.result
+
+    def _later(self, op: Operation, response) -> None:
+        """Schedule the next look at a running operation (ARM's `Retry-After` on this answer, else the one its
+        operation came with, else the poll interval); ApplyTimeout when it would come after the deadline."""
+        delay = self._poll_delay(response)
+        if "Retry-After" not in response.headers and op.every:
+            delay = op.every
+        if time.monotonic() + delay > op.deadline:
+            raise ApplyTimeout(f"operation on {op.name} did not finish within {op.timeout:g}s; not counted as "
+                               "success")
+        op.next_poll = time.monotonic() + delay
+        return None
 
     def _poll_delay(self, response) -> float:
         """ARM's `Retry-After` on an operation's answer, else the configured poll interval."""
@@ -314,6 +345,10 @@ class Operation:
     status_url: str | None = None
     location_url: str | None = None
     next_poll: float = 0.0
+    every: float = 0.0
+    """Seconds between looks ARM asked for when it accepted the write (`Retry-After`), else the poll interval."""
+    by_status: bool = False
+    """Looked at through its operation status (the resource has no provisioningState), not the resource."""
     result: dict[str, Any] | None = field(default=None, repr=False)
 
 

@@ -55,19 +55,25 @@ def parse_job(body: bytes | str) -> Job:
     return Job(**data)
 
 
+def versioned(body: bytes | str, schema: int, what: str = "job") -> dict[str, Any]:
+    """The JSON object of a queue message of version `schema` (field `v`); BadJob naming `what` otherwise."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJob(f"{what} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadJob(f"{what} must be a JSON object")
+    if data.get("v") != schema:
+        raise BadJob(f"{what}: unsupported schema version {data.get('v')!r}; this worker reads v{schema}")
+    return data
+
+
 def read_message(body: bytes | str, schema: int, fields: set[str], *, required: tuple[str, ...],
                  optional: tuple[str, ...], reasons: tuple[str, ...]) -> dict[str, Any]:
     """The JSON object of a versioned queue message, checked: schema version, no unknown field, the
     `required` strings present and non-empty, the `optional` ones strings when present, `reason` one of
     `reasons`, `requested_at` ISO 8601. Raises BadJob saying what is wrong."""
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJob(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadJob("must be a JSON object")
-    if data.get("v") != schema:
-        raise BadJob(f"unsupported schema version {data.get('v')!r}; this worker reads v{schema}")
+    data = versioned(body, schema)
     unknown = set(data) - fields
     if unknown:
         raise BadJob(f"unknown field(s): {', '.join(sorted(unknown))}")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
-from shared.core.jobs import BadJob, now_iso
+from shared.core.jobs import BadJob, now_iso, versioned
 from shared.core.manifests import Problem
 from shared.core.plan import Plan, Step
 from shared.core.reply import shown
@@ -133,12 +133,7 @@ class PreviewJob:
 
 def parse_preview_job(body: bytes | str) -> PreviewJob:
     """The job in a queue message, or BadJob naming what is wrong (such a message can never succeed)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadJob(f"preview job is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("v") != 1:
-        raise BadJob("preview job must be a JSON object with v: 1")
+    data = versioned(body, 1, "preview job")
     azure = data.get("host") == AZURE_REPOS
     if data.get("host", GITHUB) not in (GITHUB, AZURE_REPOS):
         raise BadJob(f"preview job field 'host' must be {GITHUB} or {AZURE_REPOS}")

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from shared.core.jobs import BadJob, versioned
+
 if TYPE_CHECKING:
     from shared.core.phases import PhaseEvent
 
@@ -528,17 +530,12 @@ class Job:
 
 
 def parse_job(body: bytes | str) -> Job:
-    """The job in `body`; ValueError when it is not one."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("v") != 1:
-        raise ValueError("not a rollout step job (v 1)")
+    """The job in `body`; BadJob (a ValueError) naming what is wrong when it is not one."""
+    data = versioned(body, 1, "rollout step job")
     fields = {"target": str, "app": str, "revision": str, "tick": int, "id": str}
     for key, kind in fields.items():
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-            raise ValueError(f"field {key!r} is missing or not a {kind.__name__}")
+            raise BadJob(f"rollout step job field {key!r} is missing or not a {kind.__name__}")
     return Job(data["target"], data["app"], data["revision"], data["tick"], data["id"])
 
 

@@ -23,7 +23,7 @@ from shared.core.image_policy import APP_CONTAINERS, Followed, followed
 from shared.core.manifests import App, Problem
 from shared.core.outcome import Outcome
 from shared.core.plan import Plan, Step, make_plan
-from shared.engines.engine import VERDICTS, ArmKindEngine, check_workload_profiles
+from shared.engines.engine import VERDICTS, ArmKindEngine, Pending, check_workload_profiles, guarded, verdict
 
 
 class ContainerAppsEngine(ArmKindEngine):
@@ -45,13 +45,19 @@ class ContainerAppsEngine(ArmKindEngine):
         """Apps with `spec.rollout`: an update that creates a revision (containers, init containers, volumes, ...;
         during a running rollout any template change) of an app with a healthy stable revision is marked to start a
         rollout (new revision at 0%, traffic pinned to the stable one); other updates apply at once. An unhealthy
-        app whose latest revision is a rollout's canary is not re-applied: the rollout (or its roll back) owns it."""
-        steps = [s for s in plan.steps if s.kind in ("update", "reapply") and s.desired is not None
+        app whose latest revision is a rollout's canary is not re-applied: the rollout (or its roll back) owns it. A
+        canary the engine created at 0% whose rollout was never stored (the status store failed right after the
+        write) gets its rollout started by the next pass, without a write."""
+        steps = [s for s in plan.steps if s.kind in ("update", "reapply", "unchanged") and s.desired is not None
                  and s.desired.rollout is not None]
         if not steps:
             return
         states = {s.app: s for s in self.store.rollouts(self.target.name)} if self.store is not None else {}
         for step in steps:
+            if step.kind == "unchanged":
+                if self.store is not None:
+                    _resume_stranded(step, states.get(step.app))
+                continue
             state, live = states.get(step.app), step.live or {}
             latest = (live.get("properties") or {}).get("latestRevisionName") or ""
             running = state is not None and state.active
@@ -94,6 +100,17 @@ class ContainerAppsEngine(ArmKindEngine):
         return found
 
     # --- one step ----------------------------------------------------------------------------
+    def _start(self, step: Step, revision: str, dry_run: bool) -> Outcome | Pending:
+        """As every kind (`ArmKindEngine._start`), except a stranded canary's rollout, which starts with no write."""
+        if step.rollout and step.rollout.get("resume") and not dry_run:
+            return guarded(step, revision, lambda: self._resume_rollout(step, revision))
+        return super()._start(step, revision, dry_run)
+
+    def _resume_rollout(self, step: Step, revision: str) -> Outcome:
+        outcome = verdict(step, revision)
+        outcome.reason = self._start_rollout(step, revision, step.live or {}, outcome.reason)
+        return outcome
+
     def _begin(self, step: Step, revision: str) -> Operation:
         """Send the step's write: create (PUT), update or re-apply (merge patch; a rollout's start pins the traffic
         to the stable revision and names the canary), delete."""
@@ -179,6 +196,26 @@ def _follow_latest(step: Step, live: Mapping[str, Any], latest: str, running: bo
     if (step.kind == "update" and template.get("revisionSuffix") and not owned
             and any(_creates_revision(c.path, True) for c in step.changes)):
         step.rollout = {**(step.rollout or {}), "new_suffix": True}   # the rollout's suffix is taken: ARM names it
+
+
+def _resume_stranded(step: Step, state: rollouts.State | None) -> None:
+    """Mark an unchanged app whose live traffic still has the shape a rollout's start wrote (the stable revision by
+    name at 100%, the latest revision at 0% with the canary or preview label) but whose rollout the store does not
+    know: its rollout is started, from that canary, when the plan is applied."""
+    live = step.live or {}
+    props = live.get("properties") or {}
+    latest = str(props.get("latestRevisionName") or "")
+    traffic = ((props.get("configuration") or {}).get("ingress") or {}).get("traffic") or []
+    labelled = [t for t in traffic if isinstance(t, dict) and str(t.get("revisionName") or "").lower() == latest.lower()
+                and t.get("label") in (rollouts.CANARY_LABEL, rollouts.PREVIEW_LABEL) and not t.get("weight")]
+    stable = stable_revision(live)
+    if not latest or not labelled or not stable or stable.lower() == latest.lower():
+        return
+    if state is not None and state.canary.lower() == latest.lower():
+        return                                  # its rollout is known (running, or ended: nothing to resume)
+    step.rollout = {"stable": stable, "canary": latest, "resume": True}
+    step.reason = (f"{step.reason}; revision {latest} waits at 0% with no rollout (the store missed its start): "
+                   "the rollout starts").lstrip("; ")
 
 
 def _creates_revision(path: str, running: bool) -> bool:

@@ -154,7 +154,8 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     returns its Outcome (nothing to wait for, or a failure) or a Pending; this one loop then calls `poll(step,
     handle)` for each pending operation when it is due, until it returns the Outcome. Starts and polls are single
     requests run on two pools of `concurrency` threads (the ARM budget paces them); at most `MAX_PENDING`
-    operations are pending at once. `start` and `poll` never raise. Outcomes in plan order, each timed, with a
+    operations are pending at once. Of the operations due, the oldest is polled first: when ARM's read budget
+    cannot poll every one on time, its reads go to the operations most likely to have ended. `start` and `poll` never raise. Outcomes in plan order, each timed, with a
     telemetry span named `span`; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -169,6 +170,7 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     outcomes: list[Outcome | None] = [None] * len(steps)
     began = [0.0] * len(steps)
     due: list[tuple[float, int, Pending]] = []
+    ready: list[tuple[int, Pending]] = []          # due now, oldest (first started, lowest index) first
     running: dict[Any, int] = {}
     reported = 0
 
@@ -187,21 +189,25 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
         while reported < len(steps):
             now = time.monotonic()
             polling = sum(1 for f in running if running[f] < 0)
-            while due and due[0][0] <= now and polling < concurrency:
+            while due and due[0][0] <= now:
                 _, index, pending = heapq.heappop(due)
+                heapq.heappush(ready, (index, pending))
+            while ready and polling < concurrency:
+                index, pending = heapq.heappop(ready)
                 running[polls.submit(poll, steps[index], pending.handle)] = -1 - index
                 polling += 1
             while (following < len(steps) and len(running) - polling < concurrency
-                   and len(due) + len(running) < MAX_PENDING):
+                   and len(due) + len(ready) + len(running) < MAX_PENDING):
                 began[following] = time.monotonic()
                 running[starts.submit(start, steps[following])] = following
                 following += 1
             if running:
                 # a due operation can only be sent when a poll thread is free; otherwise wait for a future
-                timeout = max(0.0, due[0][0] - time.monotonic()) if due and polling < concurrency else None
+                timeout = (None if ready or polling >= concurrency
+                           else max(0.0, due[0][0] - time.monotonic()) if due else None)
                 finished, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             else:
-                time.sleep(max(0.0, due[0][0] - time.monotonic()) if due else 0)
+                time.sleep(max(0.0, due[0][0] - time.monotonic()) if due and not ready else 0)
                 finished = set()
             for future in finished:
                 key = running.pop(future)

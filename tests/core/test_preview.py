@@ -82,7 +82,8 @@ def test_a_rerequested_check_of_a_fork_pr_finds_its_number_in_the_external_id():
 
 @pytest.mark.parametrize("body", [b"not json", b'{"v": 2}', json.dumps({"v": 1, "repo": "x"}).encode(),
                                   json.dumps({**json.loads(PreviewJob("a/b", 1, HEAD, "opened").to_json()),
-                                              "head": "main"}).encode()])
+                                              "head": "main"}).encode()],
+                         ids=["not-json", "v2", "no-fields", "head-not-a-sha"])
 def test_a_malformed_job_is_refused(body):
     with pytest.raises(BadJob):
         parse_preview_job(body)

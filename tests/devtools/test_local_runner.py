@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import sys
+import threading
 import time
 from collections import defaultdict
 from typing import Callable, Iterator
@@ -19,6 +21,7 @@ HOST_JSON = {"version": "2.0", "extensions": {"queues": {"maxDequeueCount": 3, "
 KEY = "test-function-key"
 SEEN: defaultdict[str, list] = defaultdict(list)  # function name -> what each invocation received
 FAILURES: dict[bytes, int] = {}  # queue message body -> attempts of `work` still to fail
+HOLD: dict[bytes, threading.Event] = {}  # queue message body -> `held` returns once it is set
 
 
 def build_app() -> func.FunctionApp:
@@ -50,6 +53,11 @@ def build_app() -> func.FunctionApp:
             FAILURES[msg.get_body()] -= 1
             raise RuntimeError("transient")
 
+    @app.queue_trigger(arg_name="msg", queue_name="held", connection="AzureWebJobsStorage")
+    def held(msg: func.QueueMessage) -> None:
+        SEEN["held"].append(msg.get_body())
+        HOLD[msg.get_body()].wait(timeout=30)
+
     @app.queue_trigger(arg_name="msg", queue_name="doomed", connection="AzureWebJobsStorage")
     def doomed(msg: func.QueueMessage) -> None:
         SEEN["doomed"].append(msg.dequeue_count)
@@ -77,10 +85,11 @@ def make_runner(azurite, monkeypatch) -> Iterator[Callable[..., LocalRunner]]:
     service = QueueServiceClient.from_connection_string(azurite.connection_string)
     for queue in service.list_queues():
         service.delete_queue(queue.name)
-    for name in ("jobs", "doomed"):
+    for name in ("jobs", "doomed", "held"):
         service.create_queue(name)
     SEEN.clear()
     FAILURES.clear()
+    HOLD.clear()
     runners = []
 
     def make(**start: bool) -> LocalRunner:
@@ -204,3 +213,33 @@ def test_background_pump_and_timer_schedule(make_runner, azurite, monkeypatch):
         time.sleep(0.05)
     assert SEEN["work"] == [(b"background", 1, "work")]
     assert len(SEEN["tick"]) >= 2
+
+
+def test_the_listener_fetches_a_new_batch_once_processing_is_down_to_new_batch_threshold(azurite, make_runner,
+                                                                                        monkeypatch):
+    """Like the host's queue listener (batchSize 4, newBatchThreshold 2): a new batch is fetched while the rest of
+    the first one still runs, never more than batchSize + newBatchThreshold at once."""
+    host = {"version": "2.0", "extensions": {"queues": {"batchSize": 4, "newBatchThreshold": 2,
+                                                        "maxPollingInterval": "00:00:01"}}}
+    monkeypatch.setattr(sys.modules[__name__], "HOST_JSON", host)
+    bodies = [f"m{i}".encode() for i in range(8)]
+    for body in bodies:
+        HOLD[body] = threading.Event()
+        queue(azurite, "held", base64_text=True).send_message(body.decode())
+    make_runner(pump=True)
+
+    def started(count: int) -> bool:
+        deadline = time.monotonic() + 10
+        while len(SEEN["held"]) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(SEEN["held"]) >= count
+
+    assert started(4)                                      # the first batch: 4 running, none done
+    first = list(SEEN["held"])
+    for body in first[:2]:                                 # two finish: processing is down to newBatchThreshold
+        HOLD[body].set()
+    assert started(8)                                      # a new batch of 4 while 2 of the first still run
+    assert len(SEEN["held"]) == 8 and set(first[2:]) <= set(SEEN["held"])
+    assert not HOLD[first[2]].is_set() and not HOLD[first[3]].is_set()   # the first batch's last two never ended
+    for event in HOLD.values():
+        event.set()

@@ -343,6 +343,34 @@ def test_a_runtime_suspension_holds_the_rollout_where_it_is(rollouts, repo, aca,
     assert traffic(aca) == {canary: 100}
 
 
+def test_a_canary_whose_rollout_the_store_missed_gets_it_started_by_the_next_pass(rollouts, repo, aca, clock):
+    deploy(rollouts, repo, "nginx:1.27")
+    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
+    repo.write("apps/web.yaml", manifest("nginx:1.28"))
+    head = repo.commit("nginx:1.28")
+    assert push(rollouts, repo).status_code == 202
+    pump(rollouts, 1)                           # the pass only: the canary at 0%, its rollout stored, a job queued
+    canary = f"web--g{head[:12]}"
+    assert traffic(aca) == {stable: 100, canary: 0}
+    # The status store lost the rollout's start (its row and its first job): the canary waits at 0% with no rollout.
+    storage.table().delete_entity("rollout.default", "web")
+    storage.queue(ROLLOUT_QUEUE).clear_messages()
+    assert api(rollouts, "GET", "rollouts/web").status_code == 404
+    before = writes(aca)
+    assert api(rollouts, "POST", "reconcile", json={"target": "default"}).status_code == 202
+    pump(rollouts, 1)                           # the next pass: no write, the rollout started from that canary
+    assert writes(aca) == before
+    state = rollout_of(rollouts)
+    assert (state["stableRevision"], state["canaryRevision"], state["revision"]) == (stable, canary, head)
+    for pause in (0, 300, 600):
+        clock.advance(pause)
+        pump(rollouts, 2)
+    assert traffic(aca) == {canary: 100} and rollout_of(rollouts)["phase"] == "Promoted"
+    assert api(rollouts, "POST", "reconcile", json={"target": "default"}).status_code == 202
+    pump(rollouts, 1)                           # a promoted canary is not started again
+    assert rollout_of(rollouts)["phase"] == "Promoted"
+
+
 def test_spec_suspend_in_git_holds_the_rollout_until_a_pass_sees_it_removed(rollouts, repo, aca, clock):
     deploy(rollouts, repo, "nginx:1.27")
     stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
