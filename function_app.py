@@ -32,8 +32,10 @@ def _http(route) -> func.HttpResponse:
 @app.timer_trigger(arg_name="timer", schedule=os.environ.get("DRIFTLESS_SCHEDULE") or "0 */5 * * * *",
                    run_on_startup=False)
 def scheduled_reconcile(timer: func.TimerRequest) -> None:
-    """Enqueue one reconcile job per Target (drift healing)."""
-    _driftless().pipeline.schedule()
+    """Enqueue one reconcile job per Target (drift healing); re-queue rollout steps that are overdue."""
+    driftless = _driftless()
+    driftless.pipeline.schedule()
+    driftless.rollouts.sweep()
 
 
 @app.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

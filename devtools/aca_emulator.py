@@ -2109,8 +2109,9 @@ class AcaEmulator:
             return Response.json(200, self._revision_body(record, revision))
 
     def _revision_body(self, record: dict[str, Any], rev: dict[str, Any]) -> dict[str, Any]:
-        """The revision resource with traffic, activity and replicas derived from the app's current state, and the
-        health, running state and replicas a test injected with ``set_revision_state`` (while active)."""
+        """The revision resource with traffic, activity and replicas derived from the app's current state (a
+        revision without traffic runs minReplicas replicas, as ACA scales an idle revision down), and the health,
+        running state and replicas a test injected with ``set_revision_state`` (while active)."""
         props = record["resource"]["properties"]
         mode = props["configuration"]["activeRevisionsMode"]
         weight = _traffic_weights(record).get(rev["name"].lower(), 0)
@@ -2119,7 +2120,9 @@ class AcaEmulator:
         min_replicas = int(rev["template"]["scale"].get("minReplicas") or 0)
         details = {k: v for k, v in rev.items() if k != "name" and not k.startswith("_")}
         injected = dict(rev.get("_state") or {}) if provisioned else {}
-        replicas = injected.pop("replicas", max(1, min_replicas))
+        # an active revision with traffic runs at least one replica; without traffic it scales down to minReplicas
+        # (0 by default: an idle canary at 0% really runs none)
+        replicas = injected.pop("replicas", max(1, min_replicas) if weight > 0 else min_replicas)
         if not active:
             injected = {}
         return {

@@ -145,6 +145,13 @@ def read_rollout(node: Any, report: Report, *, mode: str, ingress: bool, traffic
         report(("spec", "ingress", "traffic"), "is owned by spec.rollout; remove it (the rollout sets the weights)")
     steps = _read_steps(node.get("steps"), path + ("steps",), report, strategy)
     analysis = _read_analysis(node.get("analysis"), path + ("analysis",), report)
+    if strategy == "BlueGreen" and analysis is not None:
+        for i, metric in enumerate(analysis.metrics):
+            if metric.source == "requests":
+                report(path + ("analysis", "metrics", i, "source"),
+                       "requests judges the share of live traffic a canary serves; BlueGreen keeps the new revision "
+                       "at 0% until it is promoted, so it would never be judged: use source appInsights (a query on "
+                       "the preview's test traffic) or health alone (no metrics)")
     if before.count:
         return None
     return Rollout(str(strategy), steps, analysis)
@@ -294,6 +301,9 @@ class State:
     due: float = 0.0
     next_analysis: float = 0.0
     failures: int = 0
+    exposed_at: float = 0.0
+    """When the canary first got a share of the traffic (0: not yet); request metrics are judged only over
+    windows that start after it."""
     tick: int = 0
     by: str = ""
     reason: str = ""
@@ -390,6 +400,8 @@ def walk(state: State, now: float) -> Decision:
         step = steps[state.step]
         if step.weight is not None:
             weight = state.weight = step.weight
+            if weight > 0 and not state.exposed_at:
+                state.exposed_at = now
             state.step += 1
             state.reason = f"step {state.step}: {step.describe()}"
         elif step.manual:
@@ -440,7 +452,8 @@ def finish(state: State, phase: str, reason: str, now: float) -> State:
 
 
 # --- analysis -----------------------------------------------------------------------------------
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+PASS, FAIL, INCONCLUSIVE, NOT_YET = "pass", "fail", "inconclusive", "not yet"
+"""A metric is `not yet` judged while its window starts before the canary had traffic; it counts for nothing."""
 
 
 def judge_health(revision: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -456,8 +469,23 @@ def judge_health(revision: Mapping[str, Any] | None) -> tuple[str, str]:
     if state != "Provisioned":
         return INCONCLUSIVE, f"canary is {state}"
     if not props.get("replicas"):
-        return FAIL, "no canary replica is running"
+        least = ((props.get("template") or {}).get("scale") or {}).get("minReplicas") or 0
+        if not least:                       # minReplicas 0: an idle revision scales to zero, which is not a failure
+            return PASS, f"canary {health or 'healthy'}, scaled to zero (minReplicas 0)"
+        return FAIL, f"no canary replica is running (minReplicas {least})"
     return PASS, f"canary {health or 'healthy'}, {props.get('replicas')} replica(s)"
+
+
+def metrics_window(state: State, now: float, delay: float) -> tuple[float, float] | None:
+    """The whole minutes the analysis at `now` reads request metrics over: the last `interval` (at least a minute)
+    that ended `delay` seconds ago (Azure Monitor's ingestion delay); None while that window would start before the
+    canary had any traffic (its requests cannot be judged yet: not a pass, not inconclusive)."""
+    assert state.rollout.analysis is not None
+    end = (int(now - delay) // 60) * 60
+    start = end - max(60, -(-int(state.rollout.analysis.interval) // 60) * 60)
+    if not state.exposed_at or start < state.exposed_at - state.exposed_at % 60:
+        return None
+    return float(start), float(end)
 
 
 def judge_metric(metric: Metric, *, requests: float | None = None, errors_5xx: float | None = None,
@@ -486,7 +514,8 @@ def judge_metric(metric: Metric, *, requests: float | None = None, errors_5xx: f
 
 
 def verdict(results: Iterable[Mapping[str, Any]]) -> str:
-    """The interval's verdict: fail when any result failed, else inconclusive when any was, else pass."""
+    """The interval's verdict: fail when any result failed, else inconclusive when any was, else pass (`not yet`
+    results count for nothing)."""
     found = {r["verdict"] for r in results}
     return FAIL if FAIL in found else INCONCLUSIVE if INCONCLUSIVE in found else PASS
 

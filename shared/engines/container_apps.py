@@ -74,9 +74,9 @@ class ContainerAppsEngine(ArmKindEngine):
                 _follow_latest(step, live, latest, running)
                 continue
             stable = state.stable if running else stable_revision(live)
-            if not stable or (not running and not container_app.health(live).healthy):
+            if not stable or (not running and not self._healthy(step.app, stable)):
                 step.reason += "; no healthy stable revision to shift traffic from: applied at once"
-                _follow_latest(step, live, latest, running)
+                _follow_latest(step, live, latest, running, force=True)   # the new revision takes the traffic
                 continue
             suffix = step.desired.sections.get(("properties", "template", "revisionSuffix")) or \
                 rollouts.revision_suffix(revision)
@@ -88,6 +88,12 @@ class ContainerAppsEngine(ArmKindEngine):
                             "aborts": state.canary if running else None}
             step.reason += (f"; new revision {canary} at 0%, {step.desired.rollout.strategy} rollout from {stable}"
                             + (f" (aborts the rollout of {state.revision[:12]})" if running else ""))
+
+    def _healthy(self, app: str, revision: str) -> bool:
+        """Whether `revision` (the one serving the app's traffic) is healthy, judged on the revision itself: the
+        app's own health follows its latest revision, which after a roll back is the failed canary."""
+        verdict, _ = rollouts.judge_health(self.aca.revisions(self.target.resource_group, app).get(revision))
+        return verdict == rollouts.PASS
 
     def followed(self, desired: list[App]) -> list[Followed]:
         found = []
@@ -183,13 +189,14 @@ _REVISION_PATHS = ("containers", "initContainers", "template.")
 a rollout runs: a scale change alone applies at once)."""
 
 
-def _follow_latest(step: Step, live: Mapping[str, Any], latest: str, running: bool) -> None:
+def _follow_latest(step: Step, live: Mapping[str, Any], latest: str, running: bool, *, force: bool = False) -> None:
     """A write applied at once to an app with a rollout, while none runs and its latest revision serves all traffic
     (pinned by name after a promotion): traffic goes to the latest revision again, so a revision this write makes
     (a scale change, a re-apply) takes it at once, as without a rollout. After a roll back (the latest revision is the
-    failed canary) traffic stays on the stable revision. A write that makes a revision while the live template keeps
+    failed canary) traffic stays on the stable revision, unless `force` (the revision serving the traffic is
+    unhealthy: the write's new revision takes it at once). A write that makes a revision while the live template keeps
     a rollout's revision suffix (Git sets none) clears it, so ARM names the new revision (a suffix is used once)."""
-    if not running and latest and stable_revision(live).lower() == latest.lower():
+    if force or (not running and latest and stable_revision(live).lower() == latest.lower()):
         step.rollout = {"follow_latest": True}
     template = ((live.get("properties") or {}).get("template") or {})
     owned = ("properties", "template", "revisionSuffix") in step.desired.sections

@@ -45,6 +45,8 @@ class Rollouts:
     """The longest visibility delay of a step job; tests set 0 so a job is visible at once and decided by `clock`."""
     suspended_recheck: float = 300
     """A suspended app's rollout job comes back after this long (nothing is done meanwhile)."""
+    overdue: float = 600
+    """How late a running rollout's next job may be before the timer's sweep queues it again."""
 
     def __init__(self, context: Context):
         self.context = context
@@ -60,15 +62,18 @@ class Rollouts:
     def _arm(self, state: r.State) -> AppRevisions:
         return for_subscription(self.settings, state.subscription).revisions(state.resource_group, state.app)
 
-    def _send(self, state: r.State, now: float, *, at: float | None = None) -> None:
-        """Queue the state's next step job, visible at `at` (now when None), at most `longest_delay` from now."""
+    def _send(self, state: r.State, now: float, *, at: float | None = None, job: r.Job | None = None) -> None:
+        """Queue `job` (default: a new job for the state's current transition), visible at `at` (now when None),
+        at most `longest_delay` from now."""
         delay = 0 if at is None else max(0, min(math.ceil(at - now), int(self.longest_delay)))
-        self.context.send(ROLLOUT_QUEUE, r.job_for(state).to_json(), delay=delay)
+        self.context.send(ROLLOUT_QUEUE, (job or r.job_for(state)).to_json(), delay=delay)
 
     # --- the worker ----------------------------------------------------------------------------
     def run(self, body: bytes, *, dequeue_count: int = 1) -> str:
-        """Carry out one step job; returns what happened. Raises on a transient failure (the host retries: the job
-        then finds its own transition stored and only re-sends the follow-up)."""
+        """Carry out one step job; returns what happened. A transition is stored (ETag-guarded) before ARM is
+        written, so a concurrent actor that moved the rollout first wins and nothing is written. Raises on a
+        transient failure: the host retries the job, which then finds its transition stored and only carries out
+        its ARM writes (idempotent) and follow-up again."""
         try:
             job = r.parse_job(body)
         except ValueError as exc:
@@ -77,24 +82,28 @@ class Rollouts:
         if found is None:
             return "stale"
         state, etag = found
-        if state.revision != job.revision or not state.active:
+        if state.revision != job.revision:
             return "stale"
         now = self.clock()
-        if job.tick != state.tick:
-            if job.tick == state.tick - 1 and job.id == state.by:    # our transition was stored, its job not sent
-                self._follow_up(state, now)
-                return "resent"
+        if job.tick == state.tick - 1 and job.id == state.by:    # our transition was stored, maybe not carried out
+            self._carry_out(state)
+            self._follow_up(state, now)
+            if not state.active:
+                self._report(state)
+            return "resent"
+        if job.tick != state.tick or not state.active:
             return "stale"
         if state.app in self.store.suspended() or self.store.last_action(state.target, state.app) == "suspended":
             self.context.send(ROLLOUT_QUEUE, job.to_json(), delay=int(min(self.suspended_recheck, self.longest_delay)))
             return "suspended"
         if state.started_at and not self._due_now(state, now):
-            self._send_same(job, state, now)                         # came back early (a long wait re-queued)
+            self._send(state, now, at=r.wake(state), job=job)       # came back early (a long wait re-queued)
             return "waiting"
         new = self._step(state, now)
         new.tick, new.by = state.tick + 1, job.id
         if not self.store.put_rollout(new, etag):
-            return "stale"                                           # another worker moved it first
+            return "stale"                                           # another worker or a person moved it first
+        self._carry_out(new, before=state)
         self._follow_up(new, now)
         if not new.active:
             self._report(new)
@@ -103,6 +112,20 @@ class Rollouts:
                                     "phase": new.phase, "step": new.step, "weight": new.weights().get(new.canary, 0),
                                     "reason": new.reason[:300]})
         return new.phase
+
+    def sweep(self) -> list[str]:
+        """Timer: queue a job for every running rollout whose next job is overdue by more than `overdue` seconds
+        (its message parked after failed tries, or lost between a stored transition and its send); the apps. A
+        duplicate job for the same transition is a no-op, so this is always safe."""
+        now, queued = self.clock(), []
+        for state in self.store.rollouts():
+            due = r.wake(state)
+            if state.active and due is not None and now > due + self.overdue:
+                self._send(state, now)
+                queued.append(f"{state.target}/{state.app}")
+        if queued:
+            log.warning("re-queued the overdue step jobs of %d rollout(s): %s", len(queued), ", ".join(queued))
+        return queued
 
     @staticmethod
     def _due_now(state: r.State, now: float) -> bool:
@@ -118,11 +141,6 @@ class Rollouts:
         step = steps[state.step]
         return step.weight is not None or step.manual or not state.due or now >= state.due
 
-    def _send_same(self, job: r.Job, state: r.State, now: float) -> None:
-        wake = r.wake(state)
-        delay = 0 if wake is None else max(0, min(math.ceil(wake - now), int(self.longest_delay)))
-        self.context.send(ROLLOUT_QUEUE, job.to_json(), delay=delay)
-
     def _follow_up(self, state: r.State, now: float) -> None:
         if state.active:
             wake = r.wake(state)
@@ -130,43 +148,39 @@ class Rollouts:
                 self._send(state, now, at=wake)
 
     def _step(self, state: r.State, now: float) -> r.State:
-        """One transition: first start (timestamps), then a due analysis (which may roll back or pause), then the
-        walk (weights, pauses, promotion). ARM is written only to change weights, promote or roll back."""
+        """One transition, decided (no ARM write): first start (timestamps), then a due analysis (which may roll
+        back or pause; it reads only), then the walk (weights, pauses, promotion)."""
         state = replace(state, analyses=list(state.analyses))
         if not state.started_at:
             state.started_at = now
             if state.rollout.analysis:
                 state.next_analysis = now + state.rollout.analysis.interval
-        arm = self._arm(state)
         if state.rollout.analysis and now >= state.next_analysis and state.phase in r.ACTIVE:
-            state, said = r.record_analysis(state, self._analyse(state, arm, now), now)
+            state, said = r.record_analysis(state, self._analyse(state, self._arm(state), now), now)
             if said.startswith("rollback"):
-                return self._back_to_stable(state, arm, r.ROLLED_BACK, said, now)
+                return r.finish(state, r.ROLLED_BACK, said, now)
             if said.startswith("pause"):
                 state.phase, state.reason = r.PAUSED, said[len("pause: "):]
         if state.phase != r.PROGRESSING:
             state.updated_at = now
             return state
-        decision = r.walk(state, now)
-        if decision.promote:
-            arm.set_traffic(r.traffic(decision.state))
-            try:
-                arm.deactivate(state.stable)
-            except Exception as exc:           # promoted either way; the old revision keeps 0%
-                log.warning("could not deactivate revision %s of %s: %s", state.stable, state.app, exc)
-        elif decision.set_weight is not None:
-            arm.set_traffic(r.traffic(decision.state))
-        return decision.state
+        return r.walk(state, now).state
 
-    def _back_to_stable(self, state: r.State, arm: AppRevisions, phase: str, reason: str, now: float) -> r.State:
-        """All traffic to the stable revision, then the canary deactivated."""
-        state = r.finish(state, phase, reason, now)
+    def _carry_out(self, state: r.State, *, before: r.State | None = None) -> None:
+        """Make ARM match a stored `state`: its traffic (written when the weights or the phase changed since
+        `before`, always without it), then after a promotion the old revision deactivated, after a roll back or
+        an abort the canary. Every write is idempotent; a deactivation that fails is logged (it has no traffic)."""
+        ended = state.phase in (r.PROMOTED, r.ROLLED_BACK, r.ABORTED)
+        if before is not None and not ended and before.weight == state.weight:
+            return
+        arm = self._arm(state)
         arm.set_traffic(r.traffic(state))
-        try:
-            arm.deactivate(state.canary)
-        except Exception as exc:
-            log.warning("could not deactivate canary %s of %s: %s", state.canary, state.app, exc)
-        return state
+        if ended:
+            retired = state.stable if state.phase == r.PROMOTED else state.canary
+            try:
+                arm.deactivate(retired)
+            except Exception as exc:
+                log.warning("could not deactivate revision %s of %s: %s", retired, state.app, exc)
 
     def _analyse(self, state: r.State, arm: AppRevisions, now: float) -> list[dict[str, Any]]:
         """The canary's health and every metric over the last interval (whole minutes, ending at the last minute
@@ -174,11 +188,14 @@ class Rollouts:
         read is inconclusive, never a pass."""
         verdict, why = r.judge_health(arm.get(state.canary))
         results = [{"name": "health", "verdict": verdict, "value": None, "limit": None, "why": why}]
-        interval = state.rollout.analysis.interval
-        end = math.floor((now - self.settings.metrics_delay) / 60) * 60
-        start = end - max(60, math.ceil(interval / 60) * 60)
+        span = r.metrics_window(state, now, self.settings.metrics_delay)
+        if span is None:
+            return results + [{"name": m.name, "verdict": r.NOT_YET, "value": None,
+                               "limit": m.max_percent_5xx if m.source == "requests" else m.max_value,
+                               "why": "no whole minute of readable metrics since the canary got traffic"}
+                              for m in state.rollout.analysis.metrics]
         traffic: dict[str, Any] | None = None
-        window = datetime.fromtimestamp(start, timezone.utc), datetime.fromtimestamp(end, timezone.utc)
+        window = datetime.fromtimestamp(span[0], timezone.utc), datetime.fromtimestamp(span[1], timezone.utc)
         for metric in state.rollout.analysis.metrics:
             if metric.source == "appInsights":
                 try:
@@ -260,7 +277,7 @@ class Rollouts:
         new.tick, new.by = state.tick + 1, "promote"
         if not self.store.put_rollout(new, etag):
             return Reply(409, {"error": "the rollout moved meanwhile; look at its status and try again"})
-        self._send(new, now)
+        self._send(new, now)          # should this send fail, the timer's sweep queues the job (it is overdue)
         return Reply(202, {"promoted": app, "rollout": new.view()})
 
     def abort(self, app: str, target: str | None = None) -> Reply:
@@ -274,9 +291,17 @@ class Rollouts:
             return Reply(409, {"error": f"the rollout of {shown(app)} is {state.phase}: nothing to abort",
                                "rollout": state.view()})
         now = self.clock()
-        new = self._back_to_stable(state, self._arm(state), r.ABORTED, "aborted by hand", now)
-        new.tick, new.by = state.tick + 1, "abort"
-        if not self.store.put_rollout(new, etag):
+        new = r.finish(state, r.ABORTED, "aborted by hand", now)
+        new.tick, new.by = state.tick + 1, uuid.uuid4().hex
+        if not self.store.put_rollout(new, etag):            # stored first: a step job that moved it wins
             return Reply(409, {"error": "the rollout moved meanwhile; look at its status and try again"})
+        try:
+            self._carry_out(new, before=state)
+        except Exception as exc:   # ARM refused or timed out: a queued job carries out the abort (retried)
+            self.context.send(ROLLOUT_QUEUE, r.Job(new.target, new.app, new.revision, new.tick - 1, new.by).to_json())
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("abort of the rollout of %s: traffic not moved yet (%s); a queued job retries", app, reason)
+            return Reply(202, {"aborted": app, "rollout": new.view(),
+                               "pending": f"moving the traffic back failed ({reason}); a queued job retries it"})
         self._report(new)
         return Reply(200, {"aborted": app, "rollout": new.view()})

@@ -83,6 +83,9 @@ def test_a_full_rollout_is_read():
     ("    strategy: Canary\n    steps: [{setWeight: 10}]\n    analysis: {metrics: [{name: l, source: appInsights, "
      "query: q, maxValue: 1}]}\n",
      "spec.rollout.analysis.metrics[0].resource: is required with source appInsights"),
+    ("    strategy: BlueGreen\n    steps: [{pause: {}}]\n    analysis: {metrics: [{name: e, source: requests, "
+     "maxPercent5xx: 1}]}\n",
+     "spec.rollout.analysis.metrics[0].source: requests judges the share of live traffic a canary serves"),
     ("    strategy: Canary\n    steps: [{setWeight: 10}]\n    speed: fast\n",
      "spec.rollout.speed: unknown field; allowed here: strategy, steps, analysis"),
 ])
@@ -178,7 +181,10 @@ def test_canary_health_from_the_revision_resource():
                                           "runningState": "Running", "replicas": 1}})[0] == r.PASS
     assert r.judge_health({"properties": {"provisioningState": "Failed", "provisioningError": "bad image"}})[0] \
         == r.FAIL
-    assert r.judge_health({"properties": {"provisioningState": "Provisioned", "replicas": 0}})[0] == r.FAIL
+    # an idle revision with minReplicas 0 scales to zero: not a failure; with minReplicas > 0 it is
+    assert r.judge_health({"properties": {"provisioningState": "Provisioned", "replicas": 0}})[0] == r.PASS
+    assert r.judge_health({"properties": {"provisioningState": "Provisioned", "replicas": 0,
+                                          "template": {"scale": {"minReplicas": 2}}}})[0] == r.FAIL
     assert r.judge_health(None)[0] == r.FAIL
 
 
@@ -190,3 +196,19 @@ def test_state_and_jobs_round_trip():
     for bad in (b"nope", b'{"v": 2}', b'{"v": 1, "target": "t", "app": "a", "revision": "r", "tick": "1", "id": "x"}'):
         with pytest.raises(ValueError):
             r.parse_job(bad)
+
+
+def test_request_metrics_are_judged_only_over_minutes_after_the_canary_got_traffic():
+    rollout = r.Rollout("Canary", (r.Step(pause=60), r.Step(weight=10), r.Step(pause=3600)),
+                        r.Analysis(60, 0, (r.Metric("e", "requests", max_percent_5xx=1),)))
+    start = 1_800_000_000.0                                  # a whole minute
+    walked = r.walk(state(rollout, start), start).state      # the first pause: no traffic yet
+    assert walked.exposed_at == 0 and r.metrics_window(walked, start + 60, 0) is None
+    walked = r.walk(walked, start + 60).state                # the pause is over: 10%
+    assert walked.exposed_at == start + 60
+    assert r.metrics_window(walked, start + 90, 0) is None   # the last whole minute began before the 10%
+    assert r.metrics_window(walked, start + 120, 0) == (start + 60, start + 120)
+    # with Monitor's ingestion delay the window ends that long ago: judged 3 minutes later, over the same minute
+    assert r.metrics_window(walked, start + 120, 180) is None
+    assert r.metrics_window(walked, start + 300, 180) == (start + 60, start + 120)
+    assert r.verdict([{"verdict": r.PASS}, {"verdict": r.NOT_YET}]) == r.PASS

@@ -117,7 +117,7 @@ def test_a_new_template_adds_a_revision_at_zero_and_keeps_the_stable_one_active(
     assert list(seen) == ["web--v1", "web--v2"]
     assert [(p.active, p.traffic_weight, p.provisioning_state, p.health_state, p.running_state, p.replicas)
             for p in seen.values()] == [(True, 100, "Provisioned", "Healthy", "Running", 1),
-                                        (True, 0, "Provisioned", "Healthy", "Running", 1)]
+                                        (True, 0, "Provisioned", "Healthy", "Running", 0)]   # idle: minReplicas 0
     assert seen["web--v2"].template.containers[0].image == "ghcr.io/acme/web:2.0"
     app = client.container_apps.get(RG, "web").properties
     assert (app.latest_revision_name, app.latest_ready_revision_name) == ("web--v2", "web--v2")

@@ -468,3 +468,53 @@ def test_an_app_insights_metric_above_its_limit_rolls_back_and_one_without_a_val
     pump(rollouts, 2)
     state = rollout_of(rollouts)
     assert state["phase"] == "Paused" and "inconclusive" in state["reason"] and "no value" in state["reason"]
+
+
+def test_an_abort_arm_refuses_is_stored_answered_202_and_carried_out_by_a_queued_job(rollouts, repo, aca, clock):
+    deploy(rollouts, repo, "nginx:1.27")
+    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
+    head = deploy(rollouts, repo, "nginx:1.28")
+    canary = f"web--g{head[:12]}"
+    aca.set_faults(conflict_apps=["web"])               # another client's operation runs on the app: 409
+    reply = api(rollouts, "POST", "rollouts/web/abort")
+    assert reply.status_code == 202, reply.text         # never a 500
+    assert "ContainerAppOperationInProgress" in reply.json()["pending"]
+    assert rollout_of(rollouts)["phase"] == "Aborted" and traffic(aca) == {stable: 90, canary: 10}
+    aca.set_faults(conflict_apps=[])
+    pump(rollouts, 2)                                   # the queued job moves the traffic back
+    assert traffic(aca) == {stable: 100}
+    active = {rev["name"]: rev["properties"]["active"] for rev in _revisions(aca)}
+    assert active[canary] is False
+
+
+def test_the_timer_requeues_a_rollout_whose_step_job_was_lost(rollouts, repo, aca, clock):
+    deploy(rollouts, repo, "nginx:1.27")
+    head = deploy(rollouts, repo, "nginx:1.28")
+    canary = f"web--g{head[:12]}"
+    storage.queue(ROLLOUT_QUEUE).clear_messages()      # its next job parked or lost
+    clock.advance(300 + 60)                             # the 5m pause ended a minute ago: not yet overdue
+    rollouts.fire_timer("scheduled_reconcile")
+    assert storage.queue(ROLLOUT_QUEUE).peek_messages(max_messages=5) == []
+    clock.advance(600)                                  # now more than 10 minutes overdue
+    rollouts.fire_timer("scheduled_reconcile")
+    for pause in (0, 600):
+        clock.advance(pause)
+        pump(rollouts, 3)
+    assert traffic(aca) == {canary: 100} and rollout_of(rollouts)["phase"] == "Promoted"
+
+
+def test_after_a_canary_that_failed_to_provision_the_fixing_commit_is_rolled_out_from_the_stable_revision(
+        rollouts, repo, aca, clock):
+    analysis = ("    analysis:\n      interval: 1m\n      failureLimit: 0\n      metrics:\n"
+                "        - {name: error-rate, source: requests, maxPercent5xx: 5}\n")
+    deploy(rollouts, repo, "nginx:1.27", analysis=analysis)
+    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
+    deploy(rollouts, repo, "nginx:broken", analysis=analysis)    # the emulator fails to provision this image
+    clock.advance(60)
+    pump(rollouts, 2)
+    assert rollout_of(rollouts)["phase"] == "RolledBack" and traffic(aca) == {stable: 100}
+    head = deploy(rollouts, repo, "nginx:1.29", analysis=analysis)
+    fixed = f"web--g{head[:12]}"
+    state = rollout_of(rollouts)                        # judged on the stable revision, not the failed latest one
+    assert (state["revision"], state["stableRevision"], state["canaryRevision"]) == (head, stable, fixed)
+    assert traffic(aca) == {stable: 90, fixed: 10}
