@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -51,19 +51,6 @@ def make_client(emulator: AcaEmulator, token: str = "test-token", **kwargs: Any)
         connection_verify=emulator.ca_path,
         **kwargs,
     )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AcaEmulator]:
-    emulator = AcaEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def emulator(server: AcaEmulator) -> AcaEmulator:
-    server.reset()
-    return server
 
 
 @pytest.fixture

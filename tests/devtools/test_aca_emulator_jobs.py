@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -27,19 +27,6 @@ from tests.devtools.test_aca_emulator import (
     make_client,
     same_shape,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AcaEmulator]:
-    emulator = AcaEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def emulator(server: AcaEmulator) -> AcaEmulator:
-    server.reset()
-    return server
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -30,19 +30,6 @@ from tests.devtools.test_aca_emulator import (
     make_client,
     wire,
 )
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AcaEmulator]:
-    emulator = AcaEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def emulator(server: AcaEmulator) -> AcaEmulator:
-    server.reset()
-    return server
 
 
 PROFILES = [{"name": "dedicated", "workloadProfileType": "D4", "minimumCount": 1, "maximumCount": 3}]

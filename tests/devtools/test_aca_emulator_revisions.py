@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -41,19 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[AcaEmulator]:
-    emulator = AcaEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def emulator(server: AcaEmulator) -> AcaEmulator:
-    server.reset()
-    return server
 
 
 @pytest.fixture
