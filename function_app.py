@@ -9,6 +9,7 @@ import azure.functions as func
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 RECONCILE_QUEUE = "reconcile-jobs"  # the names in shared/core/queues.py; a test keeps them equal
+PUSH_QUEUE = "reconcile-pushes"
 PHASE_QUEUE = "phase-events"
 IMAGE_QUEUE = "image-updates"
 PREVIEW_QUEUE = "plan-previews"
@@ -52,8 +53,14 @@ def azure_devops_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.queue_trigger(arg_name="msg", queue_name=RECONCILE_QUEUE, connection="AzureWebJobsStorage")
 def reconcile_worker(msg: func.QueueMessage) -> None:
-    """Run one reconcile job; raising hands the message back to the host for a retry."""
-    _driftless().pipeline.run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    """Run one reconcile job of the timer; raising hands the message back to the host for a retry."""
+    _driftless().pipeline.run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1, queue=RECONCILE_QUEUE)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=PUSH_QUEUE, connection="AzureWebJobsStorage")
+def push_worker(msg: func.QueueMessage) -> None:
+    """Run one reconcile job of a push or a manual request (never behind the timer's backlog)."""
+    _driftless().pipeline.run_job(msg.get_body(), dequeue_count=msg.dequeue_count or 1, queue=PUSH_QUEUE)
 
 
 @app.route(route="reconcile", methods=["POST"])

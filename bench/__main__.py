@@ -202,7 +202,7 @@ def _fleet_rows(f: dict[str, Any]) -> list[str]:
                     f"{r['cpu_workers_share']:.0%}; queue empty after {r['drained_s']:.1f} s")
         rows.append(f"fleet ({k}): one push to a converged Target while the others converge "
                     f"({r['push_queue_depth']} jobs queued): applied in {ms(r['push_s'])}{vs_one(r, 'push_s')}, of "
-                    f"which {ms(r['push_wait_s'])} waiting for its pass to start (the queue is first in, first out)")
+                    f"which {ms(r['push_wait_s'])} waiting for its pass to start (behind the lease of its Target, and the workers busy with other passes)")
         reads = r["steady_reads"]
         rows.append(f"fleet ({k}): timer's steady pass {ms(r['steady_s'])}{vs_one(r, 'steady_s')} (the first after "
                     f"converge, which rewrites every app's status row: {ms(r['first_timer_s'])}); ARM reads "

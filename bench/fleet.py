@@ -1,6 +1,6 @@
 """Part 7: a fleet, measured (issue 16 §4). N apps over 50 Targets in 5 subscriptions, as Functions runs them.
 
-Real parts: Azurite (the `reconcile-jobs` queue, Target leases, the status table), a real Git repository
+Real parts: Azurite (the `reconcile-jobs` and `reconcile-pushes` queues, Target leases, the status table), a real Git repository
 served over smart HTTP (devtools/git_server.py), and the product's own function_app hosted by
 devtools/local_runner.py: one "front door" host in this process (the timer function and the push webhook, no
 queue polling) and K worker processes (`python -m devtools.local_runner`, each polling the queue with
@@ -202,7 +202,7 @@ def _round(k: int, *, emulator: Any, ledger: Ledger, layout: list[dict[str, Any]
     from devtools.azurite import Azurite
     from shared.adapters import storage
     from shared.adapters.status_store import Store
-    from shared.core.queues import RECONCILE_QUEUE
+    from shared.core.queues import PUSH_QUEUE, RECONCILE_QUEUE
 
     apps = sum(len(t["apps"]) for t in layout)
     emulator.reset()
@@ -219,7 +219,7 @@ def _round(k: int, *, emulator: Any, ledger: Ledger, layout: list[dict[str, Any]
         stack.enter_context(environment(env))
         runner = runner_factory(azurite.connection_string)
         stack.callback(runner.stop)
-        queues = [storage.queue(RECONCILE_QUEUE)]
+        queues = [storage.queue(RECONCILE_QUEUE), storage.queue(PUSH_QUEUE)]   # the timer's jobs; pushes
         store = Store()
         workers = [_worker(i, env, folder) for i in range(k)]
         stack.callback(_stop, workers)
@@ -261,8 +261,8 @@ def _round(k: int, *, emulator: Any, ledger: Ledger, layout: list[dict[str, Any]
             text = (folder / f"worker-{i}.log").read_text()
             jobs.update(deferred=text.count(" deferred: Target "), superseded=text.count(" superseded: "))
         check(not runner.errors, f"front door errors: {runner.errors[:3]}")
-        poison = storage.queue(RECONCILE_QUEUE + "-poison")
-        check(_queue_count(poison) == 0, "converge: jobs were poisoned")
+        poisoned = sum(_queue_count(storage.queue(name + "-poison")) for name in (RECONCILE_QUEUE, PUSH_QUEUE))
+        check(poisoned == 0, "converge: jobs were poisoned")
         created = {n: c for (method, n), c in ledger.app_writes.items() if method == "PUT"}
         names = [a for t in layout for a in t["apps"]]
         missing = [n for n in names if created.get(n, 0) == 0]

@@ -3,7 +3,7 @@
 Starts Azurite (queues and the status table), the local ACA emulator (HTTPS, real ARM
 contract) and a Git smart-HTTP server for a repository built from `examples/`, and hosts the
 real `function_app.py` in the local Functions runner. Then: a signed GitHub push webhook ->
-`reconcile-jobs` queue -> worker -> apps created in the emulator -> `GET /api/status`; an
+`reconcile-pushes` queue -> worker -> apps created in the emulator -> `GET /api/status`; an
 out-of-band change in "the portal" healed by the timer; a steady-state pass that writes
 nothing; then a short canary (`spec.rollout`, pauses of seconds) walked to promotion by its queued step jobs.
 Exits non-zero if any step did not do what it says.

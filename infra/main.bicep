@@ -160,12 +160,14 @@ var allTags = union(tags, {
   application: 'driftless'
 })
 
-// The queue and table names the code uses (shared/core/queues.py: RECONCILE_QUEUE, PHASE_QUEUE for
+// The queue and table names the code uses (shared/core/queues.py: RECONCILE_QUEUE, PUSH_QUEUE, PHASE_QUEUE for
 // the Flux/Argo phase callbacks, IMAGE_QUEUE, PREVIEW_QUEUE, ROLLOUT_QUEUE, POISON_SUFFIX; shared/adapters/storage.py: TABLE). Each work queue has its -poison twin, where the Functions host parks a message
 // after host.json's maxDequeueCount.
 var queueNames = [
   'reconcile-jobs'
   'reconcile-jobs-poison'
+  'reconcile-pushes'
+  'reconcile-pushes-poison'
   'phase-events'
   'phase-events-poison'
   'image-updates'

@@ -27,7 +27,7 @@ from devtools.keyvault_stub import VAULT_HOST, KeyVaultStub
 from devtools.local_runner import LocalRunner
 from shared.adapters import storage
 from shared.config.settings import Settings
-from shared.core.queues import POISON_SUFFIX, RECONCILE_QUEUE
+from shared.core.queues import POISON_SUFFIX, PUSH_QUEUE, RECONCILE_QUEUE
 from shared.engines.reconciler import Reconciler
 from shared.services.ci_feedback import Callbacks
 from shared.services.pipeline import Pipeline
@@ -217,7 +217,7 @@ def stack(repo, aca, azurite, vault, monkeypatch, caplog):
     # Real-time waits become short: a busy Target's job and a failed CI sink come back after 1 s / at once.
     monkeypatch.setattr(Pipeline, "lease_retry_seconds", 1)
     monkeypatch.setattr(Callbacks, "retry_base_seconds", 0)
-    for name in (RECONCILE_QUEUE, "phase-events"):
+    for name in (RECONCILE_QUEUE, PUSH_QUEUE, "phase-events"):
         storage.queue(name + POISON_SUFFIX).clear_messages()
         storage.queue(name).clear_messages()
     table = storage.table()

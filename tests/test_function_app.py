@@ -54,13 +54,15 @@ def test_function_app_imports_only_stdlib_and_azure_functions_at_module_level():
 
 
 def test_the_triggers_the_issue_promises_exist_with_their_queue_and_routes():
-    from shared.core.queues import IMAGE_QUEUE, PHASE_QUEUE, PREVIEW_QUEUE, RECONCILE_QUEUE, ROLLOUT_QUEUE
+    from shared.core.queues import IMAGE_QUEUE, PHASE_QUEUE, PREVIEW_QUEUE, PUSH_QUEUE, RECONCILE_QUEUE, ROLLOUT_QUEUE
 
     assert set(FUNCTIONS) == {"scheduled_reconcile", "github_webhook", "reconcile_worker", "manual_reconcile",
                               "status", "suspend_app", "resume_app", "health", "gitops_phase", "phase_forwarder",
                               "abandoned_pull_requests", "scheduled_image_updates", "image_update_worker",
                               "plan_preview_worker", "azure_devops_webhook", "rollout_worker", "rollout_status",
-                              "rollout_control"}
+                              "rollout_control", "push_worker"}
+    pushes = next(b for b in FUNCTIONS["push_worker"].get_bindings() if b.type == "queueTrigger")
+    assert pushes.queue_name == PUSH_QUEUE == function_app.PUSH_QUEUE
     rollouts = next(b for b in FUNCTIONS["rollout_worker"].get_bindings() if b.type == "queueTrigger")
     assert rollouts.queue_name == ROLLOUT_QUEUE == function_app.ROLLOUT_QUEUE
     previews = next(b for b in FUNCTIONS["plan_preview_worker"].get_bindings() if b.type == "queueTrigger")

@@ -21,7 +21,7 @@ import requests
 
 from devtools.git_server import GitServer
 from shared.adapters import storage
-from shared.core.queues import RECONCILE_QUEUE
+from shared.core.queues import PUSH_QUEUE, RECONCILE_QUEUE
 from shared.core.webhook import sign
 from tests.conftest import KEY, WEBHOOK_SECRET, app_yaml
 from tests.test_function_app import FUNCTIONS
@@ -34,7 +34,9 @@ DEEP = 1000
 
 
 def queued() -> list[str]:
-    return [m.content for m in storage.queue(RECONCILE_QUEUE).peek_messages(max_messages=32)]
+    """Reconcile jobs on both queues (the timer's; pushes' and manual requests')."""
+    return [m.content for queue in (RECONCILE_QUEUE, PUSH_QUEUE)
+            for m in storage.queue(queue).peek_messages(max_messages=32)]
 
 
 def webhook(runner, payload, *, event="push", delivery=None, raw: bytes | None = None, signed=True):

@@ -40,7 +40,7 @@ union
     | where name == "apply app" and tostring(customDimensions.action) == "failed"
     | project timestamp, target = tostring(customDimensions.target), app = tostring(customDimensions.app), reason = tostring(customDimensions.reason)),
     (exceptions
-    | where operation_Name == "reconcile_worker"
+    | where operation_Name in ("reconcile_worker", "push_worker")
     | project timestamp, target = tostring(customDimensions.target), app = "", reason = outerMessage)
 '''
 

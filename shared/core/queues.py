@@ -1,7 +1,10 @@
 """The names of Driftless's Storage queues (function_app.py repeats them as literals; a test keeps them equal)."""
 
 RECONCILE_QUEUE = "reconcile-jobs"
-"""Reconcile jobs: one Target each (timer, push, manual, retry)."""
+"""Reconcile jobs of the timer: one Target each (and their retries)."""
+PUSH_QUEUE = "reconcile-pushes"
+"""Reconcile jobs of pushes and manual requests (and their retries): their own queue and trigger, so a push never
+waits behind the timer's backlog (the Target's lease still runs one pass at a time)."""
 PHASE_QUEUE = "phase-events"
 """Flux / Argo CD phase events and Driftless's own pass events, on their way to CI."""
 IMAGE_QUEUE = "image-updates"

@@ -21,7 +21,7 @@ from shared.core.feedback_config import load_configs
 from shared.core.jobs import BadJob, Job, new_job, now_iso, parse_job
 from shared.core.manifests import APP_NAME, Target
 from shared.core.phases import PhaseEvent, pass_finished, pass_started
-from shared.core.queues import PHASE_QUEUE, RECONCILE_QUEUE
+from shared.core.queues import PHASE_QUEUE, PUSH_QUEUE, RECONCILE_QUEUE
 from shared.core.reply import Reply, shown
 from shared.core.webhook import MAX_BODY, Push, load_json, touched
 from shared.services.context import Context
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from shared.adapters.status_store import Store
 
 log = logging.getLogger("driftless.pipeline")
+
+URGENT = ("push", "manual")
+"""Reasons whose jobs go on the push queue (`reconcile-pushes`), not behind the timer's."""
+
 
 class Pipeline:
     """Producers and the worker of the `reconcile-jobs` queue."""
@@ -45,8 +49,11 @@ class Pipeline:
         self.context = context
         self.settings, self.store = context.settings, context.store
 
-    def enqueue(self, job: Job, *, delay: int = 0) -> None:
-        self.context.send(RECONCILE_QUEUE, job.to_json(), delay=delay)
+    def enqueue(self, job: Job, *, delay: int = 0, queue: str | None = None) -> None:
+        """Put `job` on `queue`; by default pushes and manual requests on their own queue (never behind the
+        timer's backlog), the timer's jobs on `reconcile-jobs`."""
+        queue = queue or (PUSH_QUEUE if job.reason in URGENT else RECONCILE_QUEUE)
+        self.context.send(queue, job.to_json(), delay=delay)
         log.info("enqueued job %s for target %s (%s)", job.id, job.target, job.reason,
                  extra={"job": job.id, "target": job.target, "reason": job.reason})
 
@@ -137,23 +144,24 @@ class Pipeline:
                                           for a in reconciler.desired(t, revision)[0])]
 
     # --- the worker ----------------------------------------------------------------------
-    def run_job(self, body: bytes, *, dequeue_count: int = 1) -> str:
-        """Run one job. Returns what happened; raises on transient failure so the host retries."""
+    def run_job(self, body: bytes, *, dequeue_count: int = 1, queue: str = RECONCILE_QUEUE) -> str:
+        """Run one job from `queue`. Returns what happened; raises on transient failure so the host retries; a job
+        whose Target is busy comes back on the same queue."""
         try:
             job = parse_job(body)
         except BadJob as exc:
-            return self.context.park(RECONCILE_QUEUE, body, str(exc))
+            return self.context.park(queue, body, str(exc))
         context = {"job": job.id, "target": job.target, "reason": job.reason, "delivery": job.delivery,
                    "dequeue_count": dequeue_count}
         if dequeue_count > 1:
-            telemetry.queue_retry(RECONCILE_QUEUE)
+            telemetry.queue_retry(queue)
         with telemetry.span("reconcile job", **context) as span:
-            outcome = self._run_job(job, context)
+            outcome = self._run_job(job, context, queue)
             if span is not None:
                 span.set_attribute("outcome", outcome)
             return outcome
 
-    def _run_job(self, job: Job, context: dict[str, Any]) -> str:
+    def _run_job(self, job: Job, context: dict[str, Any], queue: str) -> str:
         revision, targets = self.context.reconciler.targets_at_head()
         target = next((t for t in targets if t.name == job.target), None)
         if target is None:
@@ -167,7 +175,7 @@ class Pipeline:
             return "superseded"
         ttl = timedelta(seconds=self.lease_seconds)
         if not self.store.acquire_lease(target.name, job.id, ttl=ttl):
-            self.enqueue(job.retried(), delay=self.lease_retry_seconds)
+            self.enqueue(job.retried(), delay=self.lease_retry_seconds, queue=queue)
             log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
             return "deferred"
         if job.reason != "timer":

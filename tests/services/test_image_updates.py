@@ -18,7 +18,7 @@ from devtools.registry_stub import RegistryStub
 from shared.adapters import storage
 from shared.adapters.registry import MANIFEST_TYPES, secret_name
 from shared.core.jobs import now_iso
-from shared.core.queues import IMAGE_QUEUE, POISON_SUFFIX, RECONCILE_QUEUE
+from shared.core.queues import IMAGE_QUEUE, POISON_SUFFIX, PUSH_QUEUE, RECONCILE_QUEUE
 from shared.core.webhook import sign
 from shared.services.image_updates import ImageJob
 from tests.conftest import GIT_TOKEN, KEY, TOKEN, WEBHOOK_SECRET
@@ -100,7 +100,7 @@ def test_an_app_push_enqueues_an_image_job_only_and_the_build_is_committed_as_on
     reply = app_push(stack)
     assert reply.status_code == 202, reply.text
     assert [(j["target"], j["app"]) for j in reply.json()["jobs"]] == [("default", "web")]
-    assert queued(RECONCILE_QUEUE) == []
+    assert queued(RECONCILE_QUEUE) == queued(PUSH_QUEUE) == []
     assert [(j["app"], j["reason"], j["attempt"]) for j in queued(IMAGE_QUEUE)] == [("web", "push", 1)]
     stack.drain()
     [put] = ci.of("github_contents_put")
@@ -139,7 +139,7 @@ def test_events_are_routed_by_repository_and_only_finished_successful_runs_count
     assert app_push(stack, ref="refs/heads/feature").json() == {"ignored": "no manifest follows contoso/web@feature"}
     assert app_push(stack, repo="contoso/other").status_code == 200
     manifests = app_push(stack, repo=MANIFESTS, path=PATH)   # the manifests repository still means reconcile
-    assert manifests.status_code == 202 and len(queued(RECONCILE_QUEUE)) == 1
+    assert manifests.status_code == 202 and len(queued(PUSH_QUEUE)) == 1
     assert len(queued(IMAGE_QUEUE)) == 1
 
 

@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_pass_frees_its_target_within_one_lease_and_the_next
         "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
     assert reply.status_code == 202
     stack.drain(timeout=30)                                # with the old 10-minute lease this times out
-    assert stack.invocations["reconcile_worker"] >= 2      # deferred while the dead worker's lease lasted
+    assert stack.invocations["push_worker"] >= 2          # deferred while the dead worker's lease lasted
     assert aca.app(SUBSCRIPTION, GROUP, "bravo")["tags"]["driftless-revision"] == head
     assert writes(aca) == 2                                # alpha once (the dead worker), bravo once: no duplicate
     status = requests.get(f"{stack.url}/api/status", headers={"x-functions-key": KEY}, timeout=10).json()

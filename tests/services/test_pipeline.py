@@ -17,13 +17,16 @@ import requests
 from devtools.git_server import GitServer
 from shared.adapters import storage
 from shared.core.jobs import new_job
-from shared.core.queues import POISON_SUFFIX, RECONCILE_QUEUE
+from shared.core.queues import POISON_SUFFIX, PUSH_QUEUE, RECONCILE_QUEUE
 from shared.core.webhook import sign
 from tests.conftest import GROUP, KEY, SUBSCRIPTION, WEBHOOK_SECRET, app_yaml, writes
 
 
-def queued(name: str = RECONCILE_QUEUE) -> list[str]:
-    return [m.content for m in storage.queue(name).peek_messages(max_messages=32)]
+def queued(name: str | None = None) -> list[str]:
+    """Messages on queue `name`; by default the reconcile jobs on both queues (the timer's, then pushes' and
+    manual requests')."""
+    names = [name] if name else [RECONCILE_QUEUE, PUSH_QUEUE]
+    return [m.content for queue in names for m in storage.queue(queue).peek_messages(max_messages=32)]
 
 
 def push(runner, repo, *, ref="refs/heads/main", paths=("apps/web.yaml",), delivery=None, secret=WEBHOOK_SECRET,
@@ -138,7 +141,7 @@ def test_a_crash_after_the_arm_write_converges_on_retry_without_duplicate_writes
     monkeypatch.setattr(Store, "record_pass", crash_once)
     assert api(stack, "POST", "reconcile").status_code == 202
     stack.drain()
-    assert stack.invocations["reconcile_worker"] == 2 and crashes == [1]
+    assert stack.invocations["push_worker"] == 2 and crashes == [1]
     assert writes(aca) == 2                                        # two creates, nothing written twice
     status = api(stack, "GET", "status").json()
     assert {a["app"]: a["action"] for a in status["apps"]} == {"alpha": "unchanged", "bravo": "unchanged"}
@@ -266,3 +269,27 @@ def test_a_steady_state_pass_rewrites_no_app_row(stack, repo):
     assert second["targets"][0]["finishedAt"] > first["targets"][0]["finishedAt"]
     assert second["apps"][0]["action"] == "unchanged"
     assert second["apps"][0]["updatedAt"] == first["apps"][0]["updatedAt"]
+
+
+def test_a_push_never_waits_behind_the_timers_backlog(stack, repo, aca):
+    """Pushes and manual requests have their own queue and trigger: one round of the host's listeners applies a
+    push to one Target while more than a batch of the timer's jobs for another is still queued ahead of it."""
+    from tests.conftest import ENVIRONMENT
+
+    aca.add_environment(SUBSCRIPTION, GROUP, "env-other")
+    repo.write("targets/targets.yaml",
+               f"apiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {{name: default}}\n"
+               f"spec: {{type: aca, path: apps, resourceGroup: {GROUP}, environment: {ENVIRONMENT}}}\n"
+               "---\napiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {name: other}\n"
+               f"spec: {{type: aca, path: other, resourceGroup: {GROUP}, environment: env-other}}\n")
+    repo.write("apps/web.yaml", app_yaml("web"))
+    repo.commit()
+    for _ in range(10):                                  # the timer's backlog for `default`: batchSize is 4
+        storage.queue(RECONCILE_QUEUE).send_message(new_job("default", "timer").to_json())
+    repo.write("other/api.yaml", app_yaml("api", image="nginx:2.0"))
+    repo.commit()
+    assert push(stack, repo, paths=("other/api.yaml",)).status_code == 202
+    stack.pump_once()                                    # one round: a batch of each queue
+    assert stack.invocations["push_worker"] == 1
+    assert aca.app(SUBSCRIPTION, GROUP, "api")["properties"]["template"]["containers"][0]["image"] == "nginx:2.0"
+    assert len(queued(RECONCILE_QUEUE)) >= 6             # the timer's backlog is still there
