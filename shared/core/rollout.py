@@ -378,29 +378,18 @@ def traffic(state: State) -> list[dict[str, Any]]:
 
 
 # --- the step machine ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Decision:
-    """What one step job does: `weight` to set (None: none), `promote`, and when to look again (`wake`, None: not
-    until someone promotes)."""
-
-    state: State
-    set_weight: int | None = None
-    promote: bool = False
-    wake: float | None = None
-
-
-def walk(state: State, now: float) -> Decision:
+def walk(state: State, now: float) -> State:
     """Carry the rollout from its current step as far as `now` allows: consecutive setWeights collapse into one
-    write (the last), a timed pause not yet over waits, a manual pause stops in phase Paused. Returns the new state
-    (a copy) and what to write; no write while a pause is pending."""
+    weight (the last), a timed pause not yet over waits, a manual pause stops in phase Paused, after the last step
+    it is Promoted. Returns the new state (a copy); what to write follows from it (`traffic`: only when the weight
+    or the phase changed, so nothing while a pause is pending) and when to look again from `wake`."""
     state = replace(state, analyses=list(state.analyses))
     steps = state.rollout.steps
-    weight: int | None = None
     while state.phase == PROGRESSING and state.step < len(steps):
         step = steps[state.step]
         if step.weight is not None:
-            weight = state.weight = step.weight
-            if weight > 0 and not state.exposed_at:
+            state.weight = step.weight
+            if state.weight > 0 and not state.exposed_at:
                 state.exposed_at = now
             state.step += 1
             state.reason = f"step {state.step}: {step.describe()}"
@@ -414,11 +403,10 @@ def walk(state: State, now: float) -> Decision:
                 break
             state.due = 0.0
             state.step += 1
-    promote = state.phase == PROGRESSING and state.step >= len(steps)
-    if promote:
+    if state.phase == PROGRESSING and state.step >= len(steps):
         state.phase, state.reason, state.weight = PROMOTED, "promoted after the last step", 100
     state.updated_at = now
-    return Decision(state, weight if not promote else None, promote, wake(state))
+    return state
 
 
 def wake(state: State) -> float | None:

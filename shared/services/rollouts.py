@@ -164,7 +164,7 @@ class Rollouts:
         if state.phase != r.PROGRESSING:
             state.updated_at = now
             return state
-        return r.walk(state, now).state
+        return r.walk(state, now)
 
     def _carry_out(self, state: r.State, *, before: r.State | None = None) -> None:
         """Make ARM match a stored `state`: its traffic (written when the weights or the phase changed since

@@ -125,24 +125,25 @@ CANARY = r.Rollout("Canary", (r.Step(weight=10), r.Step(pause=300), r.Step(weigh
 
 def test_walk_sets_weights_waits_pauses_and_promotes_by_the_clock():
     first = r.walk(state(CANARY), 1000)
-    assert (first.set_weight, first.wake, first.state.step, first.state.due) == (10, 1300, 1, 1300)
-    early = r.walk(first.state, 1299)
-    assert (early.set_weight, early.promote, early.wake) == (None, False, 1300)     # nothing written while paused
-    later = r.walk(early.state, 1300)
-    assert (later.set_weight, later.state.step, later.wake) == (80, 4, 1360)       # 50 then 80: one write, the last
-    assert later.state.weights() == {"web--old": 20, "web--gbbb": 80}
-    done = r.walk(later.state, 1360)
-    assert done.promote and done.state.phase == r.PROMOTED and done.wake is None
-    assert r.traffic(done.state) == [{"revisionName": "web--gbbb", "weight": 100}]
+    assert (first.weight, r.wake(first), first.step, first.due) == (10, 1300, 1, 1300)
+    early = r.walk(first, 1299)
+    assert (early.weight, early.phase, r.wake(early)) == (10, r.PROGRESSING, 1300)  # unchanged: nothing to write
+    later = r.walk(early, 1300)
+    assert (later.weight, later.step, r.wake(later)) == (80, 4, 1360)               # 50 then 80: one weight, the last
+    assert later.weights() == {"web--old": 20, "web--gbbb": 80}
+    done = r.walk(later, 1360)
+    assert done.phase == r.PROMOTED and r.wake(done) is None
+    assert r.traffic(done) == [{"revisionName": "web--gbbb", "weight": 100}]
 
 
 def test_a_manual_pause_waits_for_promote():
     rollout = r.Rollout("Canary", (r.Step(weight=20), r.Step(manual=True), r.Step(weight=60)))
     paused = r.walk(state(rollout), 1000)
-    assert paused.state.phase == r.PAUSED and paused.wake is None and paused.set_weight == 20
-    assert r.walk(paused.state, 99999).set_weight is None                          # time alone does not move it
-    resumed = r.walk(r.promote(paused.state, 1100), 1100)
-    assert resumed.set_weight is None and resumed.promote and resumed.state.phase == r.PROMOTED
+    assert paused.phase == r.PAUSED and r.wake(paused) is None and paused.weight == 20
+    later = r.walk(paused, 99999)                                                  # time alone does not move it
+    assert (later.phase, later.step, later.weight) == (r.PAUSED, paused.step, 20)
+    resumed = r.walk(r.promote(paused, 1100), 1100)
+    assert resumed.phase == r.PROMOTED and resumed.weight == 100
 
 
 def test_blue_green_keeps_the_preview_at_zero_until_promoted():
@@ -156,7 +157,7 @@ def test_analysis_verdicts_and_rollback_after_the_failure_limit():
     rollout = r.Rollout("Canary", (r.Step(weight=10), r.Step(pause=600)),
                         r.Analysis(60, 1, (r.Metric("errors", "requests", max_percent_5xx=1),)))
     now = 1000.0
-    current = r.walk(state(rollout, now), now).state
+    current = r.walk(state(rollout, now), now)
     assert r.wake(current) == 1060                                                  # the analysis comes first
     good = r.judge_metric(rollout.analysis.metrics[0], requests=200, errors_5xx=1)
     assert good["verdict"] == r.PASS and good["value"] == 0.5
@@ -169,7 +170,7 @@ def test_analysis_verdicts_and_rollback_after_the_failure_limit():
     assert r.judge_metric(rollout.analysis.metrics[0], requests=0, errors_5xx=0)["verdict"] == r.INCONCLUSIVE
     latency = r.Metric("latency", "appInsights", query="q", max_value=800)
     assert r.judge_metric(latency)["verdict"] == r.INCONCLUSIVE                    # not read: never a pass
-    paused, said = r.record_analysis(r.walk(state(rollout), 1000).state, [r.judge_metric(latency)], 1060)
+    paused, said = r.record_analysis(r.walk(state(rollout), 1000), [r.judge_metric(latency)], 1060)
     assert said.startswith("pause: analysis inconclusive")
     paused.phase = r.PAUSED
     resumed = r.promote(paused, 1070)                   # not at a manual pause: the timed pause it was in goes on
@@ -189,7 +190,7 @@ def test_canary_health_from_the_revision_resource():
 
 
 def test_state_and_jobs_round_trip():
-    current = r.walk(state(CANARY), 1000).state
+    current = r.walk(state(CANARY), 1000)
     assert r.State.from_json(current.to_json()) == current
     job = r.job_for(current)
     assert r.parse_job(job.to_json()).tick == current.tick
@@ -202,9 +203,9 @@ def test_request_metrics_are_judged_only_over_minutes_after_the_canary_got_traff
     rollout = r.Rollout("Canary", (r.Step(pause=60), r.Step(weight=10), r.Step(pause=3600)),
                         r.Analysis(60, 0, (r.Metric("e", "requests", max_percent_5xx=1),)))
     start = 1_800_000_000.0                                  # a whole minute
-    walked = r.walk(state(rollout, start), start).state      # the first pause: no traffic yet
+    walked = r.walk(state(rollout, start), start)      # the first pause: no traffic yet
     assert walked.exposed_at == 0 and r.metrics_window(walked, start + 60, 0) is None
-    walked = r.walk(walked, start + 60).state                # the pause is over: 10%
+    walked = r.walk(walked, start + 60)                # the pause is over: 10%
     assert walked.exposed_at == start + 60
     assert r.metrics_window(walked, start + 90, 0) is None   # the last whole minute began before the 10%
     assert r.metrics_window(walked, start + 120, 0) == (start + 60, start + 120)

@@ -53,16 +53,6 @@ def make_client(emulator: AcaEmulator, token: str = "test-token", **kwargs: Any)
     )
 
 
-@pytest.fixture
-def env_id(emulator: AcaEmulator) -> str:
-    return emulator.add_environment(SUB, RG, "env-dev")["id"]
-
-
-@pytest.fixture
-def client(emulator: AcaEmulator) -> ContainerAppsAPIClient:
-    return make_client(emulator, retry_backoff_factor=0.01)
-
-
 def app_body(env_id: str, image: str = "ghcr.io/acme/web:1.0", **properties: Any) -> dict[str, Any]:
     return {
         "location": "westeurope",

@@ -29,16 +29,6 @@ from tests.devtools.test_aca_emulator import (
 )
 
 
-@pytest.fixture
-def env_id(emulator: AcaEmulator) -> str:
-    return emulator.add_environment(SUB, RG, "env-dev")["id"]
-
-
-@pytest.fixture
-def client(emulator: AcaEmulator) -> ContainerAppsAPIClient:
-    return make_client(emulator, retry_backoff_factor=0.01)
-
-
 def job_body(env_id: str, trigger: str = "Manual", **configuration: Any) -> dict[str, Any]:
     return {
         "location": "westeurope",

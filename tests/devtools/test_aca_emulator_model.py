@@ -27,7 +27,6 @@ from tests.devtools.test_aca_emulator import (
     SUB,
     USER_ID,
     arm_error,
-    make_client,
     wire,
 )
 
@@ -38,11 +37,6 @@ PROFILES = [{"name": "dedicated", "workloadProfileType": "D4", "minimumCount": 1
 @pytest.fixture
 def env_id(emulator: AcaEmulator) -> str:
     return emulator.add_environment(SUB, RG, "env-dev", workload_profiles=PROFILES)["id"]
-
-
-@pytest.fixture
-def client(emulator: AcaEmulator) -> ContainerAppsAPIClient:
-    return make_client(emulator, retry_backoff_factor=0.01)
 
 
 def full_body(env_id: str) -> dict[str, Any]:

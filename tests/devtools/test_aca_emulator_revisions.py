@@ -50,16 +50,6 @@ def clock(emulator: AcaEmulator) -> Clock:
     return injected
 
 
-@pytest.fixture
-def env_id(emulator: AcaEmulator) -> str:
-    return emulator.add_environment(SUB, RG, "env-dev")["id"]
-
-
-@pytest.fixture
-def client(emulator: AcaEmulator) -> ContainerAppsAPIClient:
-    return make_client(emulator, retry_backoff_factor=0.01)
-
-
 def body(env_id: str, suffix: str, image: str = "ghcr.io/acme/web:1.0", traffic: list[dict[str, Any]] | None = None,
          **configuration: Any) -> dict[str, Any]:
     return {
