@@ -134,14 +134,16 @@ def apply_plan(target: Target, revision: str, plan: Plan, problems: list[Problem
 MAX_PENDING = 1000
 """Operations one pass keeps pending at most (memory stays bounded; ARM's write bucket allows about 600 pending
 writes of 40 s each)."""
+SWEEP_FROM = 3
+"""Pending operations from which `apply_started` offers them all to its `sweep` (the adapter weighs the cost)."""
 
 
 class Pending:
     """A step whose write ARM accepted and whose operation is still running: `handle` is what `poll` needs,
-    `due` the monotonic time to look again."""
+    `due` the monotonic time to look again, `every` the seconds between looks."""
 
-    def __init__(self, handle: Any, due: float):
-        self.handle, self.due = handle, due
+    def __init__(self, handle: Any, due: float, every: float = 0.0):
+        self.handle, self.due, self.every = handle, due, every
 
 
 Look = Callable[[Step], "Outcome | Pending"]
@@ -149,14 +151,22 @@ Look = Callable[[Step], "Outcome | Pending"]
 
 def apply_started(target: Target, revision: str, plan: Plan, problems: list[Problem], start: Look,
                   poll: Callable[[Step, Any], "Outcome | Pending"], *, dry_run: bool, concurrency: int,
-                  progress: Progress | None, span: str) -> PassResult:
+                  progress: Progress | None, span: str,
+                  sweep: Callable[[list[Any]], list[Any]] | None = None) -> PassResult:
     """Carry out every step of `plan` without parking a thread per operation: `start(step)` sends the write and
     returns its Outcome (nothing to wait for, or a failure) or a Pending; this one loop then calls `poll(step,
     handle)` for each pending operation when it is due, until it returns the Outcome. Starts and polls are single
     requests run on two pools of `concurrency` threads (the ARM budget paces them); at most `MAX_PENDING`
     operations are pending at once. Of the operations due, the oldest is polled first: when ARM's read budget
-    cannot poll every one on time, its reads go to the operations most likely to have ended. `start` and `poll` never raise. Outcomes in plan order, each timed, with a
-    telemetry span named `span`; `progress` in plan order."""
+    cannot poll every one on time, its reads go to the operations most likely to have ended.
+
+    With `sweep`, an operation that is due is not polled alone: once at least `SWEEP_FROM` are pending, every
+    pending handle goes to `sweep(handles)`, which may read them all at once (a list instead of one GET each) and
+    returns the handles it read. Those are polled at once, due or not (their poll sends no request); the next
+    sweep comes when they are due again (their `every` after this one), and covers the operations started since.
+    What a sweep did not read is polled alone when due, from then on. `start`, `poll` and `sweep` never raise (a
+    sweep that does counts as one that read nothing). Outcomes in plan order, each timed, with a telemetry span
+    named `span`; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -170,9 +180,14 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     outcomes: list[Outcome | None] = [None] * len(steps)
     began = [0.0] * len(steps)
     due: list[tuple[float, int, Pending]] = []
-    ready: list[tuple[int, Pending]] = []          # due now, oldest (first started, lowest index) first
+    ready: list[tuple[int, Pending]] = []          # due now, polled one by one, oldest (lowest index) first
+    held: list[tuple[int, Pending]] = []           # due now, left to the next sweep
+    declined: set[int] = set()                     # offered to a sweep that did not read them: polled one by one
     running: dict[Any, int] = {}
     reported = 0
+    sweeping: Any = None                           # the sweep in flight, and what it was offered
+    offered: dict[int, tuple[int, Pending]] = {}
+    sweep_began = hold_until = 0.0                 # the next sweep: when what the last one read is due again
 
     def done(index: int, outcome: Outcome) -> None:
         step = steps[index]
@@ -191,24 +206,54 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
             polling = sum(1 for f in running if running[f] < 0)
             while due and due[0][0] <= now:
                 _, index, pending = heapq.heappop(due)
-                heapq.heappush(ready, (index, pending))
+                if sweep and index not in declined:
+                    held.append((index, pending))
+                else:
+                    heapq.heappush(ready, (index, pending))
+            if held and sweeping is None and now >= hold_until:
+                waiting = [(i, p) for _, i, p in due if i not in declined]
+                if len(held) + len(waiting) >= SWEEP_FROM:   # offer every pending operation not declined before
+                    offered = {id(p.handle): (i, p) for i, p in held + waiting}
+                    held, due = [], [entry for entry in due if entry[1] in declined]
+                    heapq.heapify(due)
+                    sweeping, sweep_began = polls.submit(sweep, [p.handle for _, p in offered.values()]), now
+                else:
+                    for entry in held:
+                        heapq.heappush(ready, entry)
+                    held = []
             while ready and polling < concurrency:
                 index, pending = heapq.heappop(ready)
                 running[polls.submit(poll, steps[index], pending.handle)] = -1 - index
                 polling += 1
             while (following < len(steps) and len(running) - polling < concurrency
-                   and len(due) + len(ready) + len(running) < MAX_PENDING):
+                   and len(due) + len(ready) + len(held) + len(offered) + len(running) < MAX_PENDING):
                 began[following] = time.monotonic()
                 running[starts.submit(start, steps[following])] = following
                 following += 1
-            if running:
-                # a due operation can only be sent when a poll thread is free; otherwise wait for a future
-                timeout = (None if ready or polling >= concurrency
-                           else max(0.0, due[0][0] - time.monotonic()) if due else None)
-                finished, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+            # wake for: a future (always, and only that while every poll thread is busy), the next due operation,
+            # the next sweep
+            wakes = [] if ready else [due[0][0]] if due else []
+            if held and sweeping is None:
+                wakes.append(hold_until)
+            timeout = max(0.0, min(wakes) - time.monotonic()) if wakes else None
+            if running or sweeping is not None:
+                finished, _ = wait([*running, *([sweeping] if sweeping is not None else [])], timeout=timeout,
+                                   return_when=FIRST_COMPLETED)
             else:
-                time.sleep(max(0.0, due[0][0] - time.monotonic()) if due and not ready else 0)
+                time.sleep(timeout or 0)
                 finished = set()
+            if sweeping is not None and sweeping in finished:
+                finished.discard(sweeping)
+                read = {id(h) for h in (sweeping.result() if sweeping.exception() is None else [])}
+                looked = [(i, p) for key, (i, p) in offered.items() if key in read]
+                for index, pending in looked:       # polled now, due or not: the sweep made their look
+                    heapq.heappush(ready, (index, pending))
+                for key, (index, pending) in offered.items():
+                    if key not in read:
+                        declined.add(index)
+                        heapq.heappush(due, (pending.due, index, pending))
+                hold_until = sweep_began + min((p.every for _, p in looked), default=0.0)
+                sweeping, offered = None, {}
             for future in finished:
                 key = running.pop(future)
                 index = key if key >= 0 else -1 - key
@@ -298,7 +343,8 @@ class ArmKindEngine:
         waiting on one; one object's failure never stops the others; a dry run writes nothing."""
         return apply_started(self.target, revision, plan, problems, lambda step: self._start(step, revision, dry_run),
                              lambda step, op: guarded(step, revision, lambda: self._look(step, revision, op)),
-                             dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span=self.span)
+                             dry_run=dry_run, concurrency=self.settings.concurrency, progress=progress, span=self.span,
+                             sweep=self.aca.look_listed)
 
     def _start(self, step: Step, revision: str, dry_run: bool) -> Outcome | Pending:
         """Send the step's write (nothing for steps that write nothing or a dry run): its outcome, or its pending
@@ -307,13 +353,19 @@ class ArmKindEngine:
             return verdict(step, revision)
         if dry_run:
             return dry_run_outcome(step, revision)
-        return guarded(step, revision, lambda: self._look(step, revision, self._begin(step, revision)))
+        return guarded(step, revision, lambda: self._started(step, revision, self._begin(step, revision)))
+
+    def _started(self, step: Step, revision: str, op: Operation) -> Outcome | Pending:
+        """A write ARM answered: its outcome when it already ended, else first looked at when ARM said to."""
+        if op.result is None:
+            return Pending(op, op.next_poll, op.every or self.settings.arm_poll_interval)
+        return self._look(step, revision, op)
 
     def _look(self, step: Step, revision: str, op: Operation) -> Outcome | Pending:
         """One look at the step's operation: its outcome once it ended, else when to look again."""
         live = self.aca.poll(op)
         if live is None:
-            return Pending(op, op.next_poll)
+            return Pending(op, op.next_poll, op.every or self.settings.arm_poll_interval)
         return self._finished(step, revision, live)
 
     def _begin(self, step: Step, revision: str) -> Operation:

@@ -168,6 +168,120 @@ def test_the_apply_loop_waits_instead_of_spinning_while_every_poll_thread_is_bus
     assert calls["wait"] < 40, calls
 
 
+class _Op:
+    """A stand-in operation handle for the apply loop's own tests."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.listed, self.alone = name, False, 0
+
+
+def _sweeping_pass(names: list[str], sweep):
+    """Run `apply_started` over creates of `names`: every operation stays pending until it is looked at; a look
+    the sweep made finishes it, and so does a second look alone (so an operation the sweep declines ends too)."""
+    from shared.core.manifests import Target
+    from shared.core.outcome import Outcome
+    from shared.core.plan import Plan, Step
+    from shared.engines.engine import Pending, apply_started
+
+    handles = {name: _Op(name) for name in names}
+    finished_by: dict[str, str] = {}
+
+    def start(step):
+        return Pending(handles[step.app], 0.0, 0.0)
+
+    def poll(step, op):
+        if op.listed:
+            op.listed = False
+            finished_by[op.name] = "sweep"
+            return Outcome(op.name, "created")
+        op.alone += 1
+        if op.alone >= 2:
+            finished_by[op.name] = "alone"
+            return Outcome(op.name, "created")
+        return Pending(op, 0.0, 0.0)
+
+    target = Target("t", "apps", "sub", "rg", "env")
+    result = apply_started(target, "r" * 40, Plan([Step(n, "create") for n in names], False), [], start, poll,
+                           dry_run=False, concurrency=4, progress=None, span="apply app", sweep=sweep)
+    return result, handles, finished_by
+
+
+def test_a_sweep_looks_at_every_pending_operation_at_once_and_what_it_declines_is_polled_alone():
+    names = [f"app-{i}" for i in range(8)]
+    offers: list[list[str]] = []
+
+    def sweep(ops):
+        offers.append([op.name for op in ops])
+        read = [op for op in ops if op.name != "app-3"]         # app-3 is not in the list
+        for op in read:
+            op.listed = True
+        return read
+
+    result, handles, finished_by = _sweeping_pass(names, sweep)
+    assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
+    assert offers and all(len(offer) >= 3 for offer in offers)            # never a sweep for fewer than 3
+    assert finished_by["app-3"] == "alone"
+    first = next(i for i, offer in enumerate(offers) if "app-3" in offer)
+    assert not any("app-3" in offer for offer in offers[first + 1:])       # declined once: never offered again
+    # every operation a sweep read was finished by that look, with no look of its own after it
+    swept = {name for offer in offers for name in offer if name != "app-3"}
+    assert all(finished_by[name] == "sweep" for name in swept)
+    assert all(handles[name].alone <= 1 for name in swept)
+
+
+def test_a_sweep_that_fails_leaves_every_operation_to_its_own_polls():
+    names = [f"app-{i}" for i in range(6)]
+    offers: list[int] = []
+
+    def sweep(ops):
+        offers.append(len(ops))
+        raise RuntimeError("the list failed")
+
+    result, handles, finished_by = _sweeping_pass(names, sweep)
+    assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
+    assert offers and set(finished_by.values()) == {"alone"}
+    assert sum(offers) <= len(names)                                       # each operation offered at most once
+
+
+def test_a_large_create_looks_at_its_operations_with_the_app_list_not_a_get_each(repo, aca, driftless):
+    aca.set_faults(lro_duration_s=0.3)
+    names = [f"app-{i:02d}" for i in range(40)]
+    for name in names:
+        repo.write(f"apps/{name}.yaml", app_yaml(name))
+    repo.commit("forty apps")
+    aca.reset_calls()
+    result = sync(driftless(DRIFTLESS_ARM_POLL_INTERVAL="0.1"))["default"]
+    got = outcomes(result)
+    assert {got[n].action for n in names} == {"created"} and all(got[n].healthy for n in names)
+    calls = aca.calls()
+    assert calls["PUT app"] == 40 and "GET operation" not in calls
+    # each operation lasts three poll intervals: looked at one by one that is at least 120 reads; the list (one
+    # page, the plan's and each sweep's) looks at all pending creates at once
+    reads = calls["GET list"] + calls.get("GET app", 0)
+    assert calls["GET list"] >= 2 and reads < len(names), calls
+
+
+def test_the_app_list_is_read_for_pending_operations_only_when_it_costs_fewer_reads(repo, aca, driftless):
+    from shared.adapters.container_apps import ContainerApps
+
+    settings = make_settings(str(repo.path), aca)
+    client = ContainerApps(settings, SUBSCRIPTION)
+    body = {"location": "westeurope", "properties": {
+        "environmentId": settings.default_target().environment_id,
+        "template": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+    aca.set_faults(lro_hang_apps=[f"app-{i}" for i in range(4)])
+    ops = [client.begin("create", GROUP, f"app-{i}", body) for i in range(4)]
+    assert client.look_listed(ops) == []            # the list's size is not known yet: one GET each
+    assert len(client.list_apps(GROUP)) == 4        # one page
+    aca.reset_calls()
+    assert client.look_listed(ops[:2]) == []        # 2 GETs cost no more than the list of 1 page (twice over)
+    assert client.look_listed(ops) == ops and aca.calls() == {"GET list": 1}
+    assert all(client.poll(op) is None for op in ops) and aca.calls() == {"GET list": 1}   # InProgress, no request
+    ghost = copy.copy(ops[0])
+    ghost.name = "not-listed"
+    assert client.look_listed([*ops[1:], ghost]) == ops[1:]     # not in the list: left to its own GET
+
+
 # --- jobs and Dapr components: the same begin/poll path under the same budget ------------------------------------
 @pytest.fixture
 def store(azurite):
