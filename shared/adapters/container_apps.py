@@ -136,7 +136,8 @@ class ContainerApps:
 
         A create or update is looked at by reading the resource itself (one read a look: its provisioningState is
         InProgress until the operation ends, and the last look is the result, with no final GET); its operation
-        status is read only when the resource says Failed or Canceled, for ARM's error. ARM's read budget (25 a
+        status is read only when the resource says Failed or Canceled, for ARM's error (a status still running
+        means the read showed an earlier operation's end: looked at again later). ARM's read budget (25 a
         second) is what bounds a large create, so this saves about a third of its reads. Deletes, and resources
         without a provisioningState, follow the operation status."""
         from azure.core.rest import HttpRequest
@@ -158,7 +159,16 @@ class ContainerApps:
             if state in ("failed", "canceled", "cancelled"):
                 status = self.client.send_request(HttpRequest("GET", op.status_url))
                 _raise_for(status)
-                if not ((status.json() or {}).get("error") or {}).get("code"):
+                answer = status.json() or {}
+                ended = str(answer.get("status") or "").lower()
+                if ended == "succeeded":          # the read was older than the operation's end: read it again
+                    final = self.client.send_request(HttpRequest("GET", op.url))
+                    _raise_for(final)
+                    op.result = final.json()
+                    return op.result
+                if ended and ended not in ("failed", "canceled", "cancelled"):
+                    return self._later(op, status)  # an earlier operation's end: this one still runs
+                if not (answer.get("error") or {}).get("code"):
                     raise ApplyFailed(f"operation on {op.name} ended {state.capitalize()}")
                 _raise_for(status, failed=True)
             if state:
@@ -192,26 +202,28 @@ class ContainerApps:
             op.result = final.json()
         return op.result
 
-    def look_listed(self, ops: list[Operation]) -> list[Operation]:
+    def look_listed(self, ops: list[Operation]) -> tuple[list[Operation], list[Operation]]:
         """Read the pending creates and updates among `ops` with their collection's list instead of one GET each,
-        where the list costs fewer reads than the GETs (its pages the last time it was read, against the number of
-        operations); the operations it read (their next `poll` sends no request). ARM's read budget (25 a second)
-        bounds how often a large create can look at its operations: at 2,000 pending apps one look at all of them
-        is 20 list pages instead of 2,000 GETs. An operation missing from the list is left to its own GET."""
+        where the list costs fewer reads than the GETs: more operations than twice the pages the list took the
+        last time it was read (a collection not listed yet is not). Returns (read, missing): the operations the
+        list showed (their next `poll` sends no request) and those it did not contain (a GET of their own is
+        needed). Operations in neither were not looked at. ARM's read budget (25 a second) bounds how often a
+        large create can look at its operations: a group of 2,000 apps listed 100 a page costs 20 reads for up
+        to 1,000 pending operations, instead of a GET each."""
         by_collection: dict[str, list[Operation]] = {}
         for op in ops:
             if op.result is None and op.status_url and op.kind != "delete" and not op.by_status and op.collection:
                 by_collection.setdefault(op.collection, []).append(op)
+        listings = {collection: {str(item.get("name") or "").lower(): item for item in self._list(collection)}
+                    for collection, pending in by_collection.items()
+                    if len(pending) > 2 * self._pages.get(collection, len(pending))}
         read: list[Operation] = []
-        for collection, pending in by_collection.items():
-            if len(pending) <= 2 * self._pages.get(collection, len(pending)):
-                continue
-            listed = {str(item.get("name") or "").lower(): item for item in self._list(collection)}
-            for op in pending:
+        missing: list[Operation] = []
+        for collection, listed in listings.items():         # attached only once every list was read
+            for op in by_collection[collection]:
                 op.listed = listed.get(op.name.lower())
-                if op.listed is not None:
-                    read.append(op)
-        return read
+                (read if op.listed is not None else missing).append(op)
+        return read, missing
 
     def _later(self, op: Operation, response) -> None:
         """Schedule the next look at a running operation (ARM's `Retry-After` on this answer, else the one its
@@ -238,9 +250,9 @@ class ContainerApps:
         return (f"{endpoint}/subscriptions/{self._subscription_id}/{path}"
                 f"?api-version={self.client._config.api_version}")
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
+    def _list(self, path: str, *, remember: bool = True) -> list[dict[str, Any]]:
         """Every item of an ARM list under the subscription (`path` after /subscriptions/<id>/), page by page, as
-        plain JSON through the SDK client's pipeline."""
+        plain JSON through the SDK client's pipeline; with `remember`, how many pages it took (`look_listed`)."""
         from azure.core.rest import HttpRequest
 
         url: str | None = self._url(path)
@@ -253,7 +265,8 @@ class ContainerApps:
             items += page.get("value") or []
             url = page.get("nextLink")
             pages += 1
-        self._pages[path] = pages
+        if remember:
+            self._pages[path] = pages
         return items
 
     def environment(self, environment_id: str) -> dict[str, Any]:
@@ -303,7 +316,8 @@ class ContainerApps:
 
     def executions(self, resource_group: str, job: str) -> list[dict[str, Any]]:
         """The job's recent executions as ARM keeps them (plain JSON, every page)."""
-        return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/jobs/{job}/executions")
+        return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/jobs/{job}/executions",
+                          remember=False)
 
     # --- Dapr components (managedEnvironments/{env}/daprComponents) -----------------------------
     def list_dapr_components(self, environment_id: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ them files, suspensions, backoff and (for the Dapr inventory) the status store.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import datetime, timezone
@@ -135,7 +136,8 @@ MAX_PENDING = 1000
 """Operations one pass keeps pending at most (memory stays bounded; ARM's write bucket allows about 600 pending
 writes of 40 s each)."""
 SWEEP_FROM = 3
-"""Pending operations from which `apply_started` offers them all to its `sweep` (the adapter weighs the cost)."""
+"""Operations waiting for a look from which `apply_started` offers them to its `sweep` (the adapter weighs the
+cost)."""
 
 
 class Pending:
@@ -152,7 +154,7 @@ Look = Callable[[Step], "Outcome | Pending"]
 def apply_started(target: Target, revision: str, plan: Plan, problems: list[Problem], start: Look,
                   poll: Callable[[Step, Any], "Outcome | Pending"], *, dry_run: bool, concurrency: int,
                   progress: Progress | None, span: str,
-                  sweep: Callable[[list[Any]], list[Any]] | None = None) -> PassResult:
+                  sweep: Callable[[list[Any]], tuple[list[Any], list[Any]]] | None = None) -> PassResult:
     """Carry out every step of `plan` without parking a thread per operation: `start(step)` sends the write and
     returns its Outcome (nothing to wait for, or a failure) or a Pending; this one loop then calls `poll(step,
     handle)` for each pending operation when it is due, until it returns the Outcome. Starts and polls are single
@@ -160,13 +162,14 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     operations are pending at once. Of the operations due, the oldest is polled first: when ARM's read budget
     cannot poll every one on time, its reads go to the operations most likely to have ended.
 
-    With `sweep`, an operation that is due is not polled alone: once at least `SWEEP_FROM` are pending, every
-    pending handle goes to `sweep(handles)`, which may read them all at once (a list instead of one GET each) and
-    returns the handles it read. Those are polled at once, due or not (their poll sends no request); the next
-    sweep comes when they are due again (their `every` after this one), and covers the operations started since.
-    What a sweep did not read is polled alone when due, from then on. `start`, `poll` and `sweep` never raise (a
-    sweep that does counts as one that read nothing). Outcomes in plan order, each timed, with a telemetry span
-    named `span`; `progress` in plan order."""
+    With `sweep`, an operation that is due is first offered to a sweep: once at least `SWEEP_FROM` operations
+    wait for a look (due or not; not those being polled), their handles go to `sweep(handles)`, which may read
+    them all at once (a list instead of one GET each) and returns (read, missing). The read ones are polled at
+    once, due or not (their poll sends no request); the next sweep comes when they are due again (their `every`
+    after this one) and covers the operations started since. A missing one is polled alone from then on; one the
+    sweep did not look at (it judged the list dearer) is polled alone if due and offered again next time. A sweep
+    that raises is logged, and for one interval every operation due is polled alone. `start` and `poll` never
+    raise. Outcomes in plan order, each timed, with a telemetry span named `span`; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -182,12 +185,13 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     due: list[tuple[float, int, Pending]] = []
     ready: list[tuple[int, Pending]] = []          # due now, polled one by one, oldest (lowest index) first
     held: list[tuple[int, Pending]] = []           # due now, left to the next sweep
-    declined: set[int] = set()                     # offered to a sweep that did not read them: polled one by one
+    declined: set[int] = set()                     # missing from a sweep's list: polled one by one from then on
     running: dict[Any, int] = {}
     reported = 0
     sweeping: Any = None                           # the sweep in flight, and what it was offered
     offered: dict[int, tuple[int, Pending]] = {}
     sweep_began = hold_until = 0.0                 # the next sweep: when what the last one read is due again
+    paused_until = 0.0                             # after a sweep failed: no sweep, each operation polled alone
 
     def done(index: int, outcome: Outcome) -> None:
         step = steps[index]
@@ -203,20 +207,21 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
         following = 0
         while reported < len(steps):
             now = time.monotonic()
-            polling = sum(1 for f in running if running[f] < 0)
+            polling = sum(1 for f in running if running[f] < 0) + (sweeping is not None)
             while due and due[0][0] <= now:
                 _, index, pending = heapq.heappop(due)
-                if sweep and index not in declined:
+                if sweep and index not in declined and now >= paused_until:
                     held.append((index, pending))
                 else:
                     heapq.heappush(ready, (index, pending))
             if held and sweeping is None and now >= hold_until:
                 waiting = [(i, p) for _, i, p in due if i not in declined]
-                if len(held) + len(waiting) >= SWEEP_FROM:   # offer every pending operation not declined before
+                if len(held) + len(waiting) >= SWEEP_FROM:   # offer every operation waiting for a look
                     offered = {id(p.handle): (i, p) for i, p in held + waiting}
                     held, due = [], [entry for entry in due if entry[1] in declined]
                     heapq.heapify(due)
                     sweeping, sweep_began = polls.submit(sweep, [p.handle for _, p in offered.values()]), now
+                    polling += 1
                 else:
                     for entry in held:
                         heapq.heappush(ready, entry)
@@ -244,15 +249,19 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                 finished = set()
             if sweeping is not None and sweeping in finished:
                 finished.discard(sweeping)
-                read = {id(h) for h in (sweeping.result() if sweeping.exception() is None else [])}
-                looked = [(i, p) for key, (i, p) in offered.items() if key in read]
-                for index, pending in looked:       # polled now, due or not: the sweep made their look
-                    heapq.heappush(ready, (index, pending))
+                read, missing = _swept(sweeping, target)
+                now = time.monotonic()
                 for key, (index, pending) in offered.items():
-                    if key not in read:
-                        declined.add(index)
+                    if key in read or pending.due <= now:   # read: the sweep made its look; else due: alone
+                        heapq.heappush(ready, (index, pending))
+                    else:
                         heapq.heappush(due, (pending.due, index, pending))
-                hold_until = sweep_began + min((p.every for _, p in looked), default=0.0)
+                    if key in missing:
+                        declined.add(index)
+                everies = [p.every for key, (_, p) in offered.items() if key in read]
+                hold_until = sweep_began + min(everies, default=0.0)
+                if sweeping.exception() is not None:
+                    paused_until = now + min((p.every for _, p in offered.values()), default=0.0)
                 sweeping, offered = None, {}
             for future in finished:
                 key = running.pop(future)
@@ -268,6 +277,18 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                 if progress:
                     progress(reported, len(steps), result.outcomes[-1])
     return finish(result, started)
+
+
+def _swept(sweep: Any, target: Target) -> tuple[set[int], set[int]]:
+    """The handles (by id) a finished sweep read and found missing; a sweep that raised read nothing (logged)."""
+    if sweep.exception() is not None:
+        exc = sweep.exception()
+        logging.getLogger(__name__).warning("Target %s: reading pending operations with one list failed (%s: %s); "
+                                            "each is looked at alone for one interval", target.name,
+                                            type(exc).__name__, str(exc)[:300])
+        return set(), set()
+    read, missing = sweep.result()
+    return {id(h) for h in read}, {id(h) for h in missing}
 
 
 def check_workload_profiles(plan: Plan, environment: Callable[[], dict]) -> None:

@@ -272,7 +272,7 @@ def test_throttling_and_server_errors_are_retried_until_the_pass_converges(repo,
     three_apps(repo)
     repo.commit()
     aca.set_faults(throttle_next=2, retry_after_s=1)
-    first = sync(driftless())["default"]
+    first = sync(driftless(DRIFTLESS_ARM_POLL_INTERVAL="0.5"))["default"]   # all three started before a look
     # two 429s, then the plan's list, then one list that looks at the three pending creates at once
     assert first.ok and aca.calls()["GET list"] == 4 and "GET app" not in aca.calls(), aca.calls()
     aca.set_faults(unavailable_next=2)

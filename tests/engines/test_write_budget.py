@@ -85,6 +85,15 @@ def test_an_endpoint_without_the_headers_is_never_paced():
     assert clock.slept == []
 
 
+def _apps(repo, n: int) -> list[str]:
+    """`n` apps committed to Git; their names."""
+    names = [f"app-{i:02d}" for i in range(n)]
+    for name in names:
+        repo.write(f"apps/{name}.yaml", app_yaml(name))
+    repo.commit(f"{n} apps")
+    return names
+
+
 def _drain(emulator, leave: int) -> None:
     """Another tool of the same identity spends ARM's write bucket down to `leave` tokens."""
     url = (f"{emulator.url}/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/Microsoft.App/"
@@ -101,10 +110,7 @@ def test_a_full_create_on_a_drained_bucket_slows_itself_and_gets_no_429(repo, ac
     monkeypatch.setitem(arm_budget._budgets, SUBSCRIPTION.lower(), budget)
     aca.set_faults(throttling=1, lro_duration_s=0.2)
     _drain(aca, leave=12)
-    names = [f"app-{i:02d}" for i in range(20)]
-    for name in names:
-        repo.write(f"apps/{name}.yaml", app_yaml(name))
-    repo.commit("twenty apps")
+    names = _apps(repo, 20)
     result = sync(driftless())["default"]
     got = outcomes(result)
     assert {got[n].action for n in names} == {"created"}
@@ -117,10 +123,7 @@ def test_a_full_create_on_a_drained_bucket_slows_itself_and_gets_no_429(repo, ac
 
 def test_a_pass_keeps_more_operations_pending_than_it_has_threads(repo, aca, driftless):
     aca.set_faults(lro_duration_s=1.0)
-    names = [f"app-{i:02d}" for i in range(12)]
-    for name in names:
-        repo.write(f"apps/{name}.yaml", app_yaml(name))
-    repo.commit("twelve apps")
+    names = _apps(repo, 12)
     started_when_the_first_ended: list[int] = []
 
     def progress(done: int, total: int, outcome) -> None:
@@ -175,9 +178,11 @@ class _Op:
         self.name, self.listed, self.alone = name, False, 0
 
 
-def _sweeping_pass(names: list[str], sweep):
+def _sweeping_pass(names: list[str], sweep, *, alone_needed: int = 2, alone_every: float = 0.0):
     """Run `apply_started` over creates of `names`: every operation stays pending until it is looked at; a look
-    the sweep made finishes it, and so does a second look alone (so an operation the sweep declines ends too)."""
+    the sweep made finishes it, and so do `alone_needed` looks alone (each due again `alone_every` later)."""
+    import time
+
     from shared.core.manifests import Target
     from shared.core.outcome import Outcome
     from shared.core.plan import Plan, Step
@@ -195,10 +200,10 @@ def _sweeping_pass(names: list[str], sweep):
             finished_by[op.name] = "sweep"
             return Outcome(op.name, "created")
         op.alone += 1
-        if op.alone >= 2:
+        if op.alone >= alone_needed:
             finished_by[op.name] = "alone"
             return Outcome(op.name, "created")
-        return Pending(op, 0.0, 0.0)
+        return Pending(op, time.monotonic() + alone_every, alone_every)
 
     target = Target("t", "apps", "sub", "rg", "env")
     result = apply_started(target, "r" * 40, Plan([Step(n, "create") for n in names], False), [], start, poll,
@@ -206,7 +211,7 @@ def _sweeping_pass(names: list[str], sweep):
     return result, handles, finished_by
 
 
-def test_a_sweep_looks_at_every_pending_operation_at_once_and_what_it_declines_is_polled_alone():
+def test_a_sweep_looks_at_every_pending_operation_at_once_and_one_missing_from_it_is_polled_alone():
     names = [f"app-{i}" for i in range(8)]
     offers: list[list[str]] = []
 
@@ -215,21 +220,42 @@ def test_a_sweep_looks_at_every_pending_operation_at_once_and_what_it_declines_i
         read = [op for op in ops if op.name != "app-3"]         # app-3 is not in the list
         for op in read:
             op.listed = True
-        return read
+        return read, [op for op in ops if op.name == "app-3"]
 
     result, handles, finished_by = _sweeping_pass(names, sweep)
     assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
     assert offers and all(len(offer) >= 3 for offer in offers)            # never a sweep for fewer than 3
     assert finished_by["app-3"] == "alone"
     first = next(i for i, offer in enumerate(offers) if "app-3" in offer)
-    assert not any("app-3" in offer for offer in offers[first + 1:])       # declined once: never offered again
+    assert not any("app-3" in offer for offer in offers[first + 1:])       # missing once: never offered again
     # every operation a sweep read was finished by that look, with no look of its own after it
     swept = {name for offer in offers for name in offer if name != "app-3"}
     assert all(finished_by[name] == "sweep" for name in swept)
     assert all(handles[name].alone <= 1 for name in swept)
 
 
-def test_a_sweep_that_fails_leaves_every_operation_to_its_own_polls():
+def test_operations_a_sweep_did_not_look_at_are_polled_alone_and_offered_again():
+    names = [f"app-{i}" for i in range(8)]
+    offers: list[list[str]] = []
+
+    def sweep(ops):
+        offers.append([op.name for op in ops])
+        if len(offers) == 1:
+            return [], []                       # the list would cost more than these GETs: nothing looked at
+        for op in ops:
+            op.listed = True
+        return ops, []
+
+    # a look alone never ends an operation here (50 needed): looked at alone once after the first sweep, they
+    # are due again together 50 ms later and go to the next sweep
+    result, handles, finished_by = _sweeping_pass(names, sweep, alone_needed=50, alone_every=0.05)
+    assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
+    first = set(offers[0])
+    assert all(handles[name].alone >= 1 for name in first)                 # due: looked at alone at once
+    assert all(finished_by[name] == "sweep" for name in first)            # then offered again, and read
+
+
+def test_a_sweep_that_fails_is_logged_and_leaves_the_operations_to_their_own_polls(caplog):
     names = [f"app-{i}" for i in range(6)]
     offers: list[int] = []
 
@@ -237,18 +263,16 @@ def test_a_sweep_that_fails_leaves_every_operation_to_its_own_polls():
         offers.append(len(ops))
         raise RuntimeError("the list failed")
 
-    result, handles, finished_by = _sweeping_pass(names, sweep)
+    with caplog.at_level("WARNING"):
+        result, handles, finished_by = _sweeping_pass(names, sweep)
     assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
     assert offers and set(finished_by.values()) == {"alone"}
-    assert sum(offers) <= len(names)                                       # each operation offered at most once
+    assert "reading pending operations with one list failed (RuntimeError: the list failed)" in caplog.text
 
 
 def test_a_large_create_looks_at_its_operations_with_the_app_list_not_a_get_each(repo, aca, driftless):
     aca.set_faults(lro_duration_s=0.3)
-    names = [f"app-{i:02d}" for i in range(40)]
-    for name in names:
-        repo.write(f"apps/{name}.yaml", app_yaml(name))
-    repo.commit("forty apps")
+    names = _apps(repo, 40)
     aca.reset_calls()
     result = sync(driftless(DRIFTLESS_ARM_POLL_INTERVAL="0.1"))["default"]
     got = outcomes(result)
@@ -271,15 +295,37 @@ def test_the_app_list_is_read_for_pending_operations_only_when_it_costs_fewer_re
         "template": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
     aca.set_faults(lro_hang_apps=[f"app-{i}" for i in range(4)])
     ops = [client.begin("create", GROUP, f"app-{i}", body) for i in range(4)]
-    assert client.look_listed(ops) == []            # the list's size is not known yet: one GET each
+    assert client.look_listed(ops) == ([], [])      # the list's size is not known yet: one GET each
     assert len(client.list_apps(GROUP)) == 4        # one page
     aca.reset_calls()
-    assert client.look_listed(ops[:2]) == []        # 2 GETs cost no more than the list of 1 page (twice over)
-    assert client.look_listed(ops) == ops and aca.calls() == {"GET list": 1}
+    assert client.look_listed(ops[:2]) == ([], [])  # 2 GETs cost no more than the list of 1 page (twice over)
+    assert client.look_listed(ops) == (ops, []) and aca.calls() == {"GET list": 1}
     assert all(client.poll(op) is None for op in ops) and aca.calls() == {"GET list": 1}   # InProgress, no request
     ghost = copy.copy(ops[0])
     ghost.name = "not-listed"
-    assert client.look_listed([*ops[1:], ghost]) == ops[1:]     # not in the list: left to its own GET
+    assert client.look_listed([*ops[1:], ghost]) == (ops[1:], [ghost])   # not in the list: a GET of its own
+
+
+def test_a_read_that_shows_an_earlier_operations_failure_does_not_fail_the_running_one(repo, aca):
+    """A list (or GET) that lags behind ARM can still show the Failed state an earlier operation left; the
+    operation status of this write decides: still running -> look again later; succeeded -> read it again."""
+    from shared.adapters.container_apps import ContainerApps
+
+    settings = make_settings(str(repo.path), aca)
+    client = ContainerApps(settings, SUBSCRIPTION)
+    body = {"location": "westeurope", "properties": {
+        "environmentId": settings.default_target().environment_id,
+        "template": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+    stale = {"name": "slow", "properties": {"provisioningState": "Failed"}}
+    aca.set_faults(lro_hang_apps=["slow"])
+    running = client.begin("create", GROUP, "slow", body)
+    running.listed = stale
+    assert client.poll(running) is None                               # its operation still runs
+    aca.set_faults(lro_hang_apps=[])
+    done = client.begin("create", GROUP, "quick", body)
+    assert aca.app(SUBSCRIPTION, GROUP, "quick")["properties"]["provisioningState"] == "Succeeded"  # 0 s operation
+    done.listed = {**stale, "name": "quick"}
+    assert client.poll(done)["properties"]["provisioningState"] == "Succeeded"
 
 
 # --- jobs and Dapr components: the same begin/poll path under the same budget ------------------------------------
