@@ -137,7 +137,8 @@ class ContainerApps:
         A create or update is looked at by reading the resource itself (one read a look: its provisioningState is
         InProgress until the operation ends, and the last look is the result, with no final GET); its operation
         status is read only when the resource says Failed or Canceled, for ARM's error (a status still running
-        means the read showed an earlier operation's end: looked at again later). ARM's read budget (25 a
+        means the read showed an earlier operation's end: looked at again later; a status Succeeded means the read
+        was older than the end: the resource is read again and is the result). ARM's read budget (25 a
         second) is what bounds a large create, so this saves about a third of its reads. Deletes, and resources
         without a provisioningState, follow the operation status."""
         from azure.core.rest import HttpRequest
@@ -206,19 +207,22 @@ class ContainerApps:
         """Read the pending creates and updates among `ops` with their collection's list instead of one GET each,
         where the list costs fewer reads than the GETs: more operations than twice the pages the list took the
         last time it was read (a collection not listed yet is not). Returns (read, missing): the operations the
-        list showed (their next `poll` sends no request) and those it did not contain (a GET of their own is
-        needed). Operations in neither were not looked at. ARM's read budget (25 a second) bounds how often a
-        large create can look at its operations: a group of 2,000 apps listed 100 a page costs 20 reads for up
-        to 1,000 pending operations, instead of a GET each."""
+        list showed (their next `poll` sends no request unless the list shows Failed or Canceled) and those a list
+        cannot answer (not in it; deletes, operations followed by their status, and those already ended), which
+        need a look of their own. Operations in neither were not looked at. ARM's read budget (25 a second) bounds
+        how often a large create can look at its operations: a group of 2,000 apps listed 100 a page costs 20
+        reads for up to 1,000 pending operations, instead of a GET each."""
         by_collection: dict[str, list[Operation]] = {}
+        missing: list[Operation] = []
         for op in ops:
             if op.result is None and op.status_url and op.kind != "delete" and not op.by_status and op.collection:
                 by_collection.setdefault(op.collection, []).append(op)
+            else:
+                missing.append(op)
         listings = {collection: {str(item.get("name") or "").lower(): item for item in self._list(collection)}
                     for collection, pending in by_collection.items()
                     if len(pending) > 2 * self._pages.get(collection, len(pending))}
         read: list[Operation] = []
-        missing: list[Operation] = []
         for collection, listed in listings.items():         # attached only once every list was read
             for op in by_collection[collection]:
                 op.listed = listed.get(op.name.lower())

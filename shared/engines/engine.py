@@ -138,6 +138,8 @@ writes of 40 s each)."""
 SWEEP_FROM = 3
 """Operations waiting for a look from which `apply_started` offers them to its `sweep` (the adapter weighs the
 cost)."""
+PAUSE_AFTER_FAILED_SWEEP = 1.0
+"""Seconds at least without a sweep after one failed (its operations' interval when longer)."""
 
 
 class Pending:
@@ -163,13 +165,14 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     cannot poll every one on time, its reads go to the operations most likely to have ended.
 
     With `sweep`, an operation that is due is first offered to a sweep: once at least `SWEEP_FROM` operations
-    wait for a look (due or not; not those being polled), their handles go to `sweep(handles)`, which may read
-    them all at once (a list instead of one GET each) and returns (read, missing). The read ones are polled at
-    once, due or not (their poll sends no request); the next sweep comes when they are due again (their `every`
-    after this one) and covers the operations started since. A missing one is polled alone from then on; one the
-    sweep did not look at (it judged the list dearer) is polled alone if due and offered again next time. A sweep
-    that raises is logged, and for one interval every operation due is polled alone. `start` and `poll` never
-    raise. Outcomes in plan order, each timed, with a telemetry span named `span`; `progress` in plan order."""
+    wait for a look (due or not; not those being polled or declined), their handles go to `sweep(handles)`,
+    which may read them all at once (a list instead of one GET each) and returns (read, missing). The read ones
+    are polled at once, due or not; the next sweep comes when they are due again (their `every` after this one)
+    and covers the operations started since. A missing one (the sweep cannot read it) is polled alone from then
+    on; one the sweep did not look at (it judged the list dearer) is polled alone if due and offered again next
+    time; while fewer than `SWEEP_FROM` wait, the due ones are polled alone. A sweep that raises is logged, and
+    for one interval (at least `PAUSE_AFTER_FAILED_SWEEP`) every operation due is polled alone. `start` and `poll`
+    never raise. Outcomes in plan order, each timed, with a telemetry span named `span`; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -207,34 +210,36 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
         following = 0
         while reported < len(steps):
             now = time.monotonic()
-            polling = sum(1 for f in running if running[f] < 0) + (sweeping is not None)
+            starting = sum(1 for f in running if running[f] >= 0)
+            polling = len(running) - starting + (sweeping is not None)
             while due and due[0][0] <= now:
                 _, index, pending = heapq.heappop(due)
                 if sweep and index not in declined and now >= paused_until:
                     held.append((index, pending))
                 else:
                     heapq.heappush(ready, (index, pending))
-            if held and sweeping is None and now >= hold_until:
+            if held and sweeping is None:
                 waiting = [(i, p) for _, i, p in due if i not in declined]
-                if len(held) + len(waiting) >= SWEEP_FROM:   # offer every operation waiting for a look
+                if now < paused_until or len(held) + len(waiting) < SWEEP_FROM:   # polled alone
+                    for entry in held:
+                        heapq.heappush(ready, entry)
+                    held = []
+                elif now >= hold_until:                     # offer every operation waiting for a look
                     offered = {id(p.handle): (i, p) for i, p in held + waiting}
                     held, due = [], [entry for entry in due if entry[1] in declined]
                     heapq.heapify(due)
                     sweeping, sweep_began = polls.submit(sweep, [p.handle for _, p in offered.values()]), now
                     polling += 1
-                else:
-                    for entry in held:
-                        heapq.heappush(ready, entry)
-                    held = []
             while ready and polling < concurrency:
                 index, pending = heapq.heappop(ready)
                 running[polls.submit(poll, steps[index], pending.handle)] = -1 - index
                 polling += 1
-            while (following < len(steps) and len(running) - polling < concurrency
+            while (following < len(steps) and starting < concurrency
                    and len(due) + len(ready) + len(held) + len(offered) + len(running) < MAX_PENDING):
                 began[following] = time.monotonic()
                 running[starts.submit(start, steps[following])] = following
                 following += 1
+                starting += 1
             # wake for: a future (always, and only that while every poll thread is busy), the next due operation,
             # the next sweep
             wakes = [] if ready else [due[0][0]] if due else []
@@ -260,8 +265,11 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                         declined.add(index)
                 everies = [p.every for key, (_, p) in offered.items() if key in read]
                 hold_until = sweep_began + min(everies, default=0.0)
-                if sweeping.exception() is not None:
-                    paused_until = now + min((p.every for _, p in offered.values()), default=0.0)
+                if sweeping.exception() is not None:            # what came due meanwhile is polled alone
+                    paused_until = now + max(PAUSE_AFTER_FAILED_SWEEP, min(p.every for _, p in offered.values()))
+                    for entry in held:
+                        heapq.heappush(ready, entry)
+                    held = []
                 sweeping, offered = None, {}
             for future in finished:
                 key = running.pop(future)

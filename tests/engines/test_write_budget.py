@@ -178,10 +178,11 @@ class _Op:
         self.name, self.listed, self.alone = name, False, 0
 
 
-def _sweeping_pass(names: list[str], sweep, *, alone_needed: int = 2, alone_every: float = 0.0):
+def _sweeping_pass(names: list[str], sweep, *, alone_needed: int = 2, start_due: float = 0.0,
+                   alone_due: float = 0.0, on_start=lambda name: None):
     """Run `apply_started` over creates of `names`: every operation stays pending until it is looked at; a look
-    the sweep made finishes it, and so do `alone_needed` looks alone (each due again `alone_every` later)."""
-    import time
+    the sweep made finishes it, and so do `alone_needed` looks alone. Every operation is first due at the
+    instant `start_due` and due again after a look alone at `alone_due` (0: at once; the same instant for all)."""
 
     from shared.core.manifests import Target
     from shared.core.outcome import Outcome
@@ -192,7 +193,8 @@ def _sweeping_pass(names: list[str], sweep, *, alone_needed: int = 2, alone_ever
     finished_by: dict[str, str] = {}
 
     def start(step):
-        return Pending(handles[step.app], 0.0, 0.0)
+        on_start(step.app)
+        return Pending(handles[step.app], start_due, 0.0)
 
     def poll(step, op):
         if op.listed:
@@ -203,7 +205,7 @@ def _sweeping_pass(names: list[str], sweep, *, alone_needed: int = 2, alone_ever
         if op.alone >= alone_needed:
             finished_by[op.name] = "alone"
             return Outcome(op.name, "created")
-        return Pending(op, time.monotonic() + alone_every, alone_every)
+        return Pending(op, alone_due, 0.0)
 
     target = Target("t", "apps", "sub", "rg", "env")
     result = apply_started(target, "r" * 40, Plan([Step(n, "create") for n in names], False), [], start, poll,
@@ -246,27 +248,44 @@ def test_operations_a_sweep_did_not_look_at_are_polled_alone_and_offered_again()
             op.listed = True
         return ops, []
 
-    # a look alone never ends an operation here (50 needed): looked at alone once after the first sweep, they
-    # are due again together 50 ms later and go to the next sweep
-    result, handles, finished_by = _sweeping_pass(names, sweep, alone_needed=50, alone_every=0.05)
+    # every operation is started before it is due (all at one instant, 50 ms on), so the first sweep is offered
+    # all 8; a look alone never ends one here (50 needed): looked at alone once after the first sweep, they are
+    # due again together at a second instant and go to the next sweep
+    import time
+
+    now = time.monotonic()
+    result, handles, finished_by = _sweeping_pass(names, sweep, alone_needed=50, start_due=now + 0.05,
+                                                  alone_due=now + 0.1)
     assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
-    first = set(offers[0])
-    assert all(handles[name].alone >= 1 for name in first)                 # due: looked at alone at once
-    assert all(finished_by[name] == "sweep" for name in first)            # then offered again, and read
+    assert offers[0] == names and offers[1] == names
+    assert all(handles[name].alone == 1 for name in names)                # due: looked at alone at once
+    assert all(finished_by[name] == "sweep" for name in names)            # then offered again, and read
 
 
-def test_a_sweep_that_fails_is_logged_and_leaves_the_operations_to_their_own_polls(caplog):
+def test_a_sweep_that_fails_is_logged_and_for_a_while_every_operation_is_polled_alone(caplog):
+    import threading
+
     names = [f"app-{i}" for i in range(6)]
     offers: list[int] = []
+    all_started = threading.Event()
 
     def sweep(ops):
         offers.append(len(ops))
+        all_started.wait(5)                 # a slow list: the other operations come due meanwhile
         raise RuntimeError("the list failed")
 
+    starts: list[str] = []
+
+    def on_start(name: str) -> None:       # the last operation started releases the failing list
+        starts.append(name)
+        if len(starts) == len(names):
+            all_started.set()
+
     with caplog.at_level("WARNING"):
-        result, handles, finished_by = _sweeping_pass(names, sweep)
+        result, handles, finished_by = _sweeping_pass(names, sweep, on_start=on_start)
     assert [o.app for o in result.outcomes] == names and {o.action for o in result.outcomes} == {"created"}
-    assert offers and set(finished_by.values()) == {"alone"}
+    assert set(finished_by.values()) == {"alone"}
+    assert len(offers) == 1                 # no second list right after the failed one: each polled alone
     assert "reading pending operations with one list failed (RuntimeError: the list failed)" in caplog.text
 
 
@@ -304,6 +323,9 @@ def test_the_app_list_is_read_for_pending_operations_only_when_it_costs_fewer_re
     ghost = copy.copy(ops[0])
     ghost.name = "not-listed"
     assert client.look_listed([*ops[1:], ghost]) == (ops[1:], [ghost])   # not in the list: a GET of its own
+    deleting = copy.copy(ops[0])
+    deleting.kind = "delete"
+    assert client.look_listed([*ops[1:], deleting]) == (ops[1:], [deleting])   # a list cannot show a delete end
 
 
 def test_a_read_that_shows_an_earlier_operations_failure_does_not_fail_the_running_one(repo, aca):
