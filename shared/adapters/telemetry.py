@@ -59,14 +59,15 @@ def _ingestion_credential():
 
 
 @contextlib.contextmanager
-def span(name: str, **attributes: Any) -> Iterator[Any]:
-    """A span carrying `attributes` (None values dropped); a no-op without telemetry."""
+def span(name: str, *, start_time_ns: int | None = None, **attributes: Any) -> Iterator[Any]:
+    """A span carrying `attributes` (None values dropped), from `start_time_ns` (epoch nanoseconds, for work that
+    began before the span is opened; default now) to the end of the block; a no-op without telemetry."""
     tracer = _instruments().get("tracer")
     if tracer is None:
         yield None
         return
     clean = {k: v for k, v in attributes.items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=clean) as current:
+    with tracer.start_as_current_span(name, attributes=clean, start_time=start_time_ns) as current:
         yield current
 
 

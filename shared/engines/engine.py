@@ -172,7 +172,8 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     on; one the sweep did not look at (it judged the list dearer) is polled alone if due and offered again next
     time; while fewer than `SWEEP_FROM` wait, the due ones are polled alone. A sweep that raises is logged, and
     for one interval (at least `PAUSE_AFTER_FAILED_SWEEP`) every operation due is polled alone. `start` and `poll`
-    never raise. Outcomes in plan order, each timed, with a telemetry span named `span`; `progress` in plan order."""
+    never raise. Outcomes in plan order, each timed, with a telemetry span named `span` from the write's start to
+    its outcome; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -185,6 +186,7 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     steps = plan.steps
     outcomes: list[Outcome | None] = [None] * len(steps)
     began = [0.0] * len(steps)
+    began_ns = [0] * len(steps)                    # the same moment in epoch nanoseconds, for the step's span
     due: list[tuple[float, int, Pending]] = []
     ready: list[tuple[int, Pending]] = []          # due now, polled one by one, oldest (lowest index) first
     held: list[tuple[int, Pending]] = []           # due now, left to the next sweep
@@ -198,7 +200,8 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
 
     def done(index: int, outcome: Outcome) -> None:
         step = steps[index]
-        with telemetry.span(span, app=step.app, target=target.name, revision=revision, planned=step.kind) as trace:
+        with telemetry.span(span, start_time_ns=began_ns[index], app=step.app, target=target.name, revision=revision,
+                            planned=step.kind) as trace:
             if trace is not None:
                 trace.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
                                       "reason": outcome.reason[:500]})
@@ -236,7 +239,7 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                 polling += 1
             while (following < len(steps) and starting < concurrency
                    and len(due) + len(ready) + len(held) + len(offered) + len(running) < MAX_PENDING):
-                began[following] = time.monotonic()
+                began[following], began_ns[following] = time.monotonic(), time.time_ns()
                 running[starts.submit(start, steps[following])] = following
                 following += 1
                 starting += 1

@@ -53,6 +53,9 @@ def test_a_pushed_pass_emits_job_and_app_spans_and_the_workbook_metrics(stack, r
     assert job.attributes["reason"] == "push" and job.attributes["outcome"] == "reconciled"
     app = by_name["apply app"]
     assert app.attributes["app"] == "web" and app.attributes["action"] == "created"
+    # the span runs from the write to its outcome: the first look at the operation comes one poll interval
+    # (DRIFTLESS_ARM_POLL_INTERVAL 0.02 s) after the write, so it cannot be shorter
+    assert app.end_time - app.start_time >= 20_000_000
     assert app.attributes["revision"] == head
     points = metric_points(reader)
     assert {p.attributes["action"]: p.value for p in points["driftless.apps"]} == {"created": 1}
