@@ -19,6 +19,9 @@ ENVIRONMENT = "env-bench"
 TOKEN = "bench-token"
 POLL_INTERVAL = "0.25"
 """DRIFTLESS_ARM_POLL_INTERVAL for every benchmark (the product default is 5 s)."""
+SECRET = "bench-webhook-secret"
+"""The webhook secret of every benchmark's local Functions host."""
+FUNCTION_KEY = "bench-key"
 
 
 class BenchFailure(RuntimeError):
@@ -191,3 +194,25 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def post_push(url: str, clone_url: str, head: str, path: str, *, timeout: float = 30) -> Any:
+    """POST a signed GitHub push of `head` (which modified `path`) to the local host at `url`; the response."""
+    import json
+    import uuid
+
+    import requests
+
+    from shared.core.webhook import sign
+
+    body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
+                       "commits": [{"id": head, "added": [], "modified": [path], "removed": []}]}).encode()
+    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
+               "X-Hub-Signature-256": sign(SECRET, body)}
+    return requests.post(f"{url}/api/github/webhook", data=body, headers=headers, timeout=timeout)
+
+
+def live_image(emulator: Any, subscription: str, group: str, app: str) -> str | None:
+    """The image of the app's first container in the emulator, or None while the app does not exist."""
+    live = emulator.app(subscription, group, app)
+    return live["properties"]["template"]["containers"][0]["image"] if live else None

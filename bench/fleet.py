@@ -24,29 +24,25 @@ pushed app's one PATCH), the steady pass nothing. Any other count is a functiona
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import subprocess
 import tempfile
 import time
-import uuid
 from collections import Counter
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 
 from bench.budget import BURST, MEAN_LRO, REFILL
-from bench.common import ROOT, TOKEN, GitRepo, check, child_env, environment, identity_env, ms, python, wait_until
+from bench.common import (FUNCTION_KEY, ROOT, SECRET, TOKEN, GitRepo, check, child_env, environment, identity_env,
+                          live_image, ms, post_push, python, wait_until)
 
 SUBSCRIPTIONS = [f"{i:08d}-aaaa-4bbb-8ccc-{i:012d}" for i in range(1, 6)]
 TARGETS = 50
 READ_BUCKET, READ_REFILL = 250, 25.0
-SECRET = "bench-webhook-secret"
-FUNCTION_KEY = "bench-key"
 _APP_PATH = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.App/containerApps/"
                        r"([^/]+)$", re.IGNORECASE)
 
@@ -170,21 +166,6 @@ def _queue_count(queue: Any) -> int:
         return 0
 
 
-def _post_push(url: str, clone_url: str, head: str, path: str) -> requests.Response:
-    from shared.core.webhook import sign
-
-    body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
-                       "commits": [{"id": head, "added": [], "modified": [path], "removed": []}]}).encode()
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
-               "X-Hub-Signature-256": sign(SECRET, body)}
-    return requests.post(f"{url}/api/github/webhook", data=body, headers=headers, timeout=60)
-
-
-def _image(emulator: Any, target: dict[str, Any], app: str) -> str | None:
-    live = emulator.app(target["subscription"], target["group"], app)
-    return live["properties"]["template"]["containers"][0]["image"] if live else None
-
-
 def _wait_empty(queues: list[Any], workers: list[subprocess.Popen], timeout: float, what: str) -> float:
     """Seconds until every queue holds no message (visible or not); a worker that dies is a failure."""
     started = time.monotonic()
@@ -240,9 +221,10 @@ def _round(k: int, *, emulator: Any, ledger: Ledger, layout: list[dict[str, Any]
         head = repo.commit(f"{pushed} -> {image}")
         push_at, push_wall = time.monotonic(), datetime.now(timezone.utc)
         waiting = _queue_count(queues[0])
-        reply = _post_push(runner.url, git.url, head, f"{first['path']}/{pushed}.yaml")
+        reply = post_push(runner.url, git.url, head, f"{first['path']}/{pushed}.yaml", timeout=60)
         check(reply.status_code == 202, f"push: webhook answered {reply.status_code} {reply.text}")
-        check(wait_until(lambda: _image(emulator, first, pushed) == image, timeout, interval=0.05),
+        check(wait_until(lambda: live_image(emulator, first["subscription"], first["group"], pushed) == image,
+                         timeout, interval=0.05),
               f"push: {image} not applied within {timeout:.0f} s")
         applied = time.monotonic()
         still_busy = _queue_count(queues[0]) > 0

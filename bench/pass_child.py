@@ -5,6 +5,7 @@ PyGithub was ever imported. Run by bench/passes.py and bench/cold_start.py, neve
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -70,25 +71,33 @@ def _instrument() -> None:
 
 
 def _thread_per_write() -> None:
-    """Today's design before the write budget, for bench/budget.py: one thread per write waits out its operation
-    (`apply_plan` over the adapter's waiting `create`); creates only, which is all a full create does."""
+    """The design before the write budget, for bench/budget.py: one thread per write (up to DRIFTLESS_CONCURRENCY)
+    waits out its operation through the SDK's poller; creates only, which is all a full create does."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from shared.core import container_app
     from shared.core.outcome import Outcome
     from shared.engines.container_apps import ContainerAppsEngine
-    from shared.engines.engine import apply_plan, verdict
+    from shared.engines.engine import finish, new_result, verdict
 
     def apply(self, revision, plan, problems, *, dry_run=False, progress=None):
         def one(step):
             if step.kind != "create":
                 return verdict(step, revision)
             tags = container_app.ownership_tags(step.desired, self.target, self.settings.instance, revision)
-            body = container_app.create_body(step.desired, location=self._environment_location(),
-                                             environment_id=self.target.environment_id, tags=tags)
-            live = self.aca.create(self.target.resource_group, step.app, body)
+            body = io.BytesIO(json.dumps(container_app.create_body(
+                step.desired, location=self._environment_location(), environment_id=self.target.environment_id,
+                tags=tags)).encode())
+            live = self.aca._wait(step.app, lambda polling: self.aca.client.container_apps.begin_create_or_update(
+                self.target.resource_group, step.app, body, content_type="application/json", polling=polling))
             return Outcome(step.app, "created", step.reason, [], revision,
                            healthy=container_app.health(live).healthy)
-        return apply_plan(self.target, revision, plan, problems, one, dry_run=dry_run,
-                          concurrency=self.settings.concurrency, progress=progress, span="apply app")
+
+        started = time.monotonic()
+        result = new_result(self.target, revision, dry_run)
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="apply") as pool:
+            result.outcomes = list(pool.map(one, plan.steps))
+        return finish(result, started)
 
     ContainerAppsEngine.apply = apply
 

@@ -9,21 +9,20 @@ Phases come from wrapping Pipeline.run_job and Reconciler.reconcile (instrumenta
 """
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
 
 from bench.common import (
     ENVIRONMENT,
+    FUNCTION_KEY,
     GROUP,
     POLL_INTERVAL,
     ROOT,
+    SECRET,
     SUBSCRIPTION,
     TOKEN,
     Marks,
@@ -31,32 +30,17 @@ from bench.common import (
     check,
     environment,
     identity_env,
+    live_image,
     median,
     ms,
     percentile,
+    post_push,
     repo_with_apps,
     wait_until,
 )
 
 APPS = 100
-SECRET = "bench-webhook-secret"
-FUNCTION_KEY = "bench-key"
 P50_TARGET_S = 1.5
-
-
-def _post_push(url: str, clone_url: str, head: str, path: str) -> requests.Response:
-    from shared.core.webhook import sign
-
-    body = json.dumps({"ref": "refs/heads/main", "after": head, "repository": {"clone_url": clone_url},
-                       "commits": [{"id": head, "added": [], "modified": [path], "removed": []}]}).encode()
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
-               "X-Hub-Signature-256": sign(SECRET, body)}
-    return requests.post(f"{url}/api/github/webhook", data=body, headers=headers, timeout=30)
-
-
-def _image(emulator: Any, name: str) -> str | None:
-    live = emulator.app(SUBSCRIPTION, GROUP, name)
-    return live["properties"]["template"]["containers"][0]["image"] if live else None
 
 
 def _one_push(index: int, repo: Any, git_url: str, runner: Any, emulator: Any, marks: Marks) -> dict[str, float]:
@@ -65,10 +49,10 @@ def _one_push(index: int, repo: Any, git_url: str, runner: Any, emulator: Any, m
     head = repo.commit(f"{name} -> {image}")
     jobs_before = marks.count("run_job")
     started = time.monotonic()
-    reply = _post_push(runner.url, git_url, head, f"apps/{name}.yaml")
+    reply = post_push(runner.url, git_url, head, f"apps/{name}.yaml")
     replied = time.monotonic()
     check(reply.status_code == 202, f"push {index}: webhook answered {reply.status_code} {reply.text}")
-    check(wait_until(lambda: _image(emulator, name) == image, timeout=30, interval=0.002),
+    check(wait_until(lambda: live_image(emulator, SUBSCRIPTION, GROUP, name) == image, timeout=30, interval=0.002),
           f"push {index}: {image} not applied within 30 s")
     applied = time.monotonic()
     check(wait_until(lambda: marks.count("run_job") > jobs_before, timeout=30), f"push {index}: the job never ended")
@@ -119,10 +103,11 @@ def run(pushes: int = 50, seed: int = 8) -> dict[str, Any]:
                                      host_json=str(ROOT / "host.json"), function_key=FUNCTION_KEY).start(port=0)
                 try:
                     started = time.monotonic()
-                    reply = _post_push(runner.url, git.url, head, f"apps/{app_name(0)}.yaml")
+                    reply = post_push(runner.url, git.url, head, f"apps/{app_name(0)}.yaml")
                     check(reply.status_code == 202, f"first push: {reply.status_code} {reply.text}")
                     check(wait_until(lambda: marks.count("run_job") == 1, timeout=120), "first push never ran")
-                    created = sum(_image(emulator, app_name(i)) is not None for i in range(APPS))
+                    created = sum(live_image(emulator, SUBSCRIPTION, GROUP, app_name(i)) is not None
+                                  for i in range(APPS))
                     check(created == APPS, f"first push created {created} of {APPS} apps")
                     first = marks.last("run_job")[1] - started
                     print(f"first push (cold worker, creates {APPS} apps): {ms(first)} to the end of the job",

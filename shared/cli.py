@@ -285,15 +285,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) and not problems else EXIT_FAILED
 
 
-def _runtime_suspensions() -> set[str]:
-    """Apps suspended through the API, when the Function App's storage is configured here too."""
+def _store():
+    """The status store, when the Function App's storage is configured here too; else None."""
     from shared.adapters import storage
 
     if not storage.configured():
-        return set()
+        return None
     from shared.adapters.status_store import Store
 
-    return Store().suspended()
+    return Store()
+
+
+def _runtime_suspensions() -> set[str]:
+    """Apps suspended through the API (when the status store is reachable from here)."""
+    store = _store()
+    return store.suspended() if store else set()
 
 
 def cmd_get_apps(args: argparse.Namespace) -> int:
@@ -447,8 +453,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     """`driftless rollout status|promote|abort APP [--target T]`: the same as the HTTP routes, run here."""
     rollouts = _driftless().rollouts
-    reply = (rollouts.status(args.name, args.target) if args.verb == "status"
-             else getattr(rollouts, args.verb)(args.name, args.target))
+    reply = getattr(rollouts, args.verb)(args.name, args.target)
 
     def show(body: dict) -> None:
         found = body.get("rollouts") or [body["rollout"]]
@@ -471,14 +476,9 @@ def _rollout_shown(view: dict[str, Any] | None) -> str:
 
 
 def _rollouts() -> dict[tuple[str, str], dict[str, Any]]:
-    """(target, app) -> rollout view, when the Function App's storage is configured here too."""
-    from shared.adapters import storage
-
-    if not storage.configured():
-        return {}
-    from shared.adapters.status_store import Store
-
-    return {(s.target, s.app): s.view() for s in Store().rollouts()}
+    """(target, app) -> rollout view (when the status store is reachable from here)."""
+    store = _store()
+    return {(s.target, s.app): s.view() for s in store.rollouts()} if store else {}
 
 
 def cmd_get_status(args: argparse.Namespace) -> int:

@@ -14,9 +14,7 @@ write ARM answers synchronously (a Dapr component's PUT and DELETE) is an operat
 """
 from __future__ import annotations
 
-import io
 import math
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -95,7 +93,7 @@ class ContainerApps:
 
         The pages go through the SDK client's pipeline (auth, retries) but are read as plain JSON,
         the shape `as_dict()` gives, without building models: at 2,000 apps that halves a steady pass."""
-        return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/containerApps")
+        return self._list(_collection(resource_group, APPS))
 
     def begin(self, kind: str, resource_group: str, name: str, body: dict[str, Any] | None = None, *,
               resource: str = APPS) -> Operation:
@@ -107,7 +105,7 @@ class ContainerApps:
         ApplyFailed when ARM refuses the write."""
         from azure.core.rest import HttpRequest
 
-        collection = f"resourceGroups/{resource_group}/providers/Microsoft.App/{resource}"
+        collection = _collection(resource_group, resource)
         url = self._url(f"{collection}/{name}")
         method = {"create": "PUT", "update": "PATCH", "delete": "DELETE"}[kind]
         timeout = self._settings.apply_timeout
@@ -232,22 +230,22 @@ class ContainerApps:
     def _later(self, op: Operation, response) -> None:
         """Schedule the next look at a running operation (ARM's `Retry-After` on this answer, else the one its
         operation came with, else the poll interval); ApplyTimeout when it would come after the deadline."""
-        delay = self._poll_delay(response) if response is not None else op.every or self._settings.arm_poll_interval
-        if response is not None and "Retry-After" not in response.headers and op.every:
-            delay = op.every
+        every = op.every or self._settings.arm_poll_interval
+        delay = self._poll_delay(response, every) if response is not None else every
         if time.monotonic() + delay > op.deadline:
             raise ApplyTimeout(f"operation on {op.name} did not finish within {op.timeout:g}s; not counted as "
                                "success")
         op.next_poll = time.monotonic() + delay
         return None
 
-    def _poll_delay(self, response) -> float:
-        """ARM's `Retry-After` on an operation's answer, else the configured poll interval."""
+    def _poll_delay(self, response, default: float | None = None) -> float:
+        """ARM's `Retry-After` on an operation's answer, else `default` (the configured poll interval)."""
+        default = self._settings.arm_poll_interval if default is None else default
         try:
-            delay = float(response.headers.get("Retry-After") or self._settings.arm_poll_interval)
+            delay = float(response.headers.get("Retry-After") or default)
         except ValueError:
-            return self._settings.arm_poll_interval
-        return max(0.0, delay) if math.isfinite(delay) else self._settings.arm_poll_interval
+            return default
+        return max(0.0, delay) if math.isfinite(delay) else default
 
     def _url(self, path: str) -> str:
         endpoint = (self._settings.arm_endpoint or "https://management.azure.com").rstrip("/")
@@ -278,12 +276,6 @@ class ContainerApps:
         parts = environment_id.strip("/").split("/")
         return self.client.managed_environments.get(parts[3], parts[-1]).as_dict()
 
-    def create(self, resource_group: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create an app and wait for its operation on this thread (the thread-per-write design `make bench`
-        compares the engine's `begin`/`poll` path with; the engine itself never waits on a thread)."""
-        return self._wait(name, lambda polling: self.client.container_apps.begin_create_or_update(
-            resource_group, name, _json(body), content_type="application/json", polling=polling))
-
     def revision_problem(self, resource_group: str, app: str, revision: str) -> str:
         """Why a revision is not ready, from its provisioning error and running state details."""
         try:
@@ -302,7 +294,7 @@ class ContainerApps:
     # --- jobs (Microsoft.App/jobs) ---------------------------------------------------------------
     def list_jobs(self, resource_group: str) -> list[dict[str, Any]]:
         """Every Container Apps job in the resource group (one paged list, plain JSON as `list_apps`)."""
-        return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/jobs")
+        return self._list(_collection(resource_group, JOBS))
 
     def job(self, resource_group: str, name: str) -> dict[str, Any] | None:
         """The job as ARM JSON, or None when it does not exist."""
@@ -320,14 +312,13 @@ class ContainerApps:
 
     def executions(self, resource_group: str, job: str) -> list[dict[str, Any]]:
         """The job's recent executions as ARM keeps them (plain JSON, every page)."""
-        return self._list(f"resourceGroups/{resource_group}/providers/Microsoft.App/jobs/{job}/executions",
+        return self._list(f"{_collection(resource_group, JOBS)}/{job}/executions",
                           remember=False)
 
     # --- Dapr components (managedEnvironments/{env}/daprComponents) -----------------------------
     def list_dapr_components(self, environment_id: str) -> list[dict[str, Any]]:
         """Every Dapr component of the environment (plain JSON, every page)."""
-        group, env = _group_and_name(environment_id)
-        return self._list(f"resourceGroups/{group}/providers/Microsoft.App/managedEnvironments/{env}/daprComponents")
+        return self._list(_collection(*dapr_components(environment_id)))
 
     def _wait(self, name: str, begin) -> dict[str, Any]:
         """Start an operation and wait for it; polling stops at the apply timeout (no thread is left behind)."""
@@ -431,6 +422,12 @@ def _deadline_polling(interval: float, deadline: float, message: str):
     return DeadlinePolling(interval)
 
 
+def _collection(resource_group: str, resource: str) -> str:
+    """The path (after /subscriptions/<id>/) of the list of `resource` in the group: what `begin` files an operation
+    under and what `look_listed` reads."""
+    return f"resourceGroups/{resource_group}/providers/Microsoft.App/{resource}"
+
+
 def dapr_components(environment_id: str) -> tuple[str, str]:
     """(resource group, resource type) that `ContainerApps.begin` takes for a Dapr component of the environment."""
     group, env = _group_and_name(environment_id)
@@ -441,10 +438,6 @@ def _group_and_name(resource_id: str) -> tuple[str, str]:
     """(resource group, name) of an ARM resource id."""
     parts = resource_id.strip("/").split("/")
     return parts[3], parts[-1]
-
-
-def _json(body: dict[str, Any]) -> io.BytesIO:
-    return io.BytesIO(json.dumps(body).encode())
 
 
 _by_subscription: dict[tuple[Settings, str], ContainerApps] = {}

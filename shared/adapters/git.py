@@ -285,13 +285,14 @@ class _Announcing:
 def _compact(folder: str, repo, revision: bytes):
     """Replace the cache in `folder` by one pack holding `revision` alone (its commit and whole tree), built
     locally from the objects already there: the disk stays bounded without fetching the snapshot again."""
+    from dulwich.objects import S_ISGITLINK
     from dulwich.repo import Repo
 
     store = repo.object_store
     commit = store[revision]
     objects = {commit.id: commit, commit.tree: store[commit.tree]}
     for entry in store.iter_tree_contents(commit.tree, include_trees=True):
-        if not _is_gitlink(entry.mode):
+        if not S_ISGITLINK(entry.mode):
             objects[entry.sha] = store[entry.sha]
     fresh, old = folder + ".compact", folder + ".old"
     for leftover in (fresh, old):             # from a process that died while compacting
@@ -307,10 +308,6 @@ def _compact(folder: str, repo, revision: bytes):
     os.rename(fresh, folder)
     shutil.rmtree(old, ignore_errors=True)
     return Repo(folder)
-
-
-def _is_gitlink(mode: int) -> bool:
-    return mode & 0o170000 == 0o160000
 
 
 class _BlobCache:

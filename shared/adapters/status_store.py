@@ -17,12 +17,12 @@ Partitions (PartitionKey / RowKey):
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from shared.adapters import storage
 from shared.core.outcome import PassResult
+from shared.core.queues import TABLE_KEY_FORBIDDEN
 from shared.core.rollout import State as RolloutState
 
 KEEP_PASSES = 20
@@ -48,13 +48,12 @@ def name_of(key: str) -> str:
     return key.replace("|", "/")
 
 
-_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 def check_row_key(key: str) -> str:
     """`key` if Azure Tables accepts it as a RowKey (no `/ \\ # ?` or control characters, at most 1 KiB in
     UTF-16, not empty); else ValueError, so a bad key is refused here rather than by the service as a 400."""
-    if not key or _BAD_KEY.search(key) or len(key.encode("utf-16-le")) > 1024:
+    if not key or TABLE_KEY_FORBIDDEN.search(key) or len(key.encode("utf-16-le")) > 1024:
         raise ValueError(f"not a valid Table row key: {key[:40]!r}{'...' if len(key) > 40 else ''}")
     return key
 
@@ -92,12 +91,12 @@ class Store:
     """Status, deliveries, suspensions, backoff and leases. Methods raise azure errors on I/O failure."""
 
     def __init__(self, *, backoff_base: float = 60.0, backoff_cap: float = 3600.0, env=None):
-        self._env = self.env = env
+        self.env = env
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
 
     @property
     def table(self):
-        return storage.table(storage.TABLE, self._env)
+        return storage.table(storage.TABLE, self.env)
 
     def _get(self, partition: str, row: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -382,6 +381,23 @@ class Store:
         except ResourceNotFoundError:
             return None
         return RolloutState.from_json(row["state"]), row.metadata["etag"]
+
+    def rollouts_of(self, app: str, target: str | None = None) -> list[tuple[RolloutState, str]]:
+        """The app's rollout in `target` (one read), or in every Target (one query on the row key), each with the
+        ETag to update it with; by Target. A name no Table key can hold has none."""
+        try:
+            key = check_row_key(row_key(app))
+            if target is not None:
+                check_row_key(f"rollout.{target}")
+        except ValueError:
+            return []
+        if target is not None:
+            found = self.rollout(target, app)
+            return [found] if found else []
+        rows = self.table.query_entities("RowKey eq @k and PartitionKey ge @lo and PartitionKey lt @hi",
+                                         parameters={"k": key, "lo": "rollout.", "hi": "rollout/"})
+        found = [(RolloutState.from_json(e["state"]), e.metadata["etag"]) for e in rows]
+        return sorted(found, key=lambda pair: pair[0].target)
 
     def rollouts(self, target: str | None = None) -> list[RolloutState]:
         """Every rollout (of `target`, or of all Targets), by Target and app."""

@@ -16,9 +16,11 @@ from urllib.parse import unquote, urlsplit
 
 from shared.core.jobs import BadJob, now_iso, versioned
 from shared.core.manifests import Problem
+from shared.core.phases import DESCRIPTION_LIMIT
 from shared.core.plan import Plan, Step
+from shared.core.queues import TABLE_KEY_FORBIDDEN
 from shared.core.reply import shown
-from shared.core.webhook import BadEvent, repository_names
+from shared.core.webhook import SHA, BadEvent, repository_names
 
 CHECK_NAME = "driftless/plan"
 """The check run's name on the PR's head commit (and what `check_run` `rerequested` must name)."""
@@ -43,12 +45,9 @@ AZURE_STATES = {"success": "succeeded", "failure": "failed", "neutral": "notAppl
 """Check run conclusion -> Azure Repos GitStatusState."""
 AZURE_THREAD_PROPERTY = "driftless.plan"
 """The property Driftless sets on its one pull request thread (found by it, or by MARKER on the first comment)."""
-STATUS_DESCRIPTION_LIMIT = 140
-"""Characters of a status description (GitHub's cap on a commit status; Azure Repos shows it on one line)."""
 GITHUB, AZURE_REPOS = "github", "azure-repos"
 """Where a pull request lives (`PreviewJob.host`)."""
 
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REPO = re.compile(r"[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}")
 _AZURE_NAME = re.compile(r"[^/\\\x00-\x1f]{1,256}")
 """An Azure DevOps project or repository name (they may hold spaces; never a slash or a control character)."""
@@ -120,7 +119,7 @@ class PreviewJob:
     def pr_key(self) -> str:
         """(host, repository, PR) as a status-store row key (Azure Tables refuses `/ \\ # ?` in keys)."""
         prefix = "azure:" if self.azure else ""
-        return prefix + re.sub(r"[/\\#?\x00-\x1f]", ":", self.repo) + f":{self.number}"
+        return prefix + TABLE_KEY_FORBIDDEN.sub(":", self.repo) + f":{self.number}"
 
     @property
     def external_id(self) -> str:
@@ -139,7 +138,7 @@ def parse_preview_job(body: bytes | str) -> PreviewJob:
         raise BadJob(f"preview job field 'host' must be {GITHUB} or {AZURE_REPOS}")
     checks = {"repo": lambda v: isinstance(v, str) and (_azure_full_name(v) if azure else _REPO.fullmatch(v)),
               "number": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-              "head": lambda v: isinstance(v, str) and _SHA.fullmatch(v),
+              "head": lambda v: isinstance(v, str) and SHA.fullmatch(v),
               "reason": lambda v: isinstance(v, str) and v,
               "id": lambda v: isinstance(v, str) and v, "requested_at": lambda v: isinstance(v, str)}
     for name, ok in checks.items():
@@ -188,7 +187,7 @@ def job_from_pull_request(payload: Mapping[str, Any], *, branch: str,
     head = _get(payload, "pull_request.head.sha", str)
     base = _get(payload, "pull_request.base.ref", str)
     repo = _get(payload, "repository.full_name", str)
-    if not _SHA.fullmatch(head):
+    if not SHA.fullmatch(head):
         raise BadEvent("pull_request.head.sha must be a commit SHA (40 or 64 lowercase hex digits)")
     if not _REPO.fullmatch(repo):
         raise BadEvent("repository.full_name must be owner/name")
@@ -204,7 +203,7 @@ def job_from_pull_request(payload: Mapping[str, Any], *, branch: str,
     fork = _get(payload, "pull_request.head.repo.fork", bool, required=False)
     fork = bool(fork) or (head_repo is not None and head_repo.lower() != repo.lower())
     return PreviewJob(repo=repo, number=number, head=head, reason=action, base=base, fork=fork,
-                      before=before if before and _SHA.fullmatch(before) else None, delivery=delivery,
+                      before=before if before and SHA.fullmatch(before) else None, delivery=delivery,
                       url=url if url.startswith("https://") else ""), ""
 
 
@@ -216,7 +215,7 @@ def job_from_check_run(payload: Mapping[str, Any], *, delivery: str | None = Non
         return None, f"check_run {shown(action)} of {shown(name)} is not a re-run of {CHECK_NAME}"
     head = _get(payload, "check_run.head_sha", str)
     repo = _get(payload, "repository.full_name", str)
-    if not _SHA.fullmatch(head) or not _REPO.fullmatch(repo):
+    if not SHA.fullmatch(head) or not _REPO.fullmatch(repo):
         raise BadEvent("check_run.head_sha must be a commit SHA and repository.full_name owner/name")
     number = pr_number(payload)
     if number is None:
@@ -242,7 +241,7 @@ def job_from_service_hook(payload: Mapping[str, Any], *, branch: str, repo: Azur
     status = _get(payload, "resource.status", str)
     target = _get(payload, "resource.targetRefName", str)
     head = _get(payload, "resource.lastMergeSourceCommit.commitId", str)
-    if not _SHA.fullmatch(head):
+    if not SHA.fullmatch(head):
         raise BadEvent("resource.lastMergeSourceCommit.commitId must be a commit SHA (40 or 64 lowercase hex digits)")
     if number <= 0:
         raise BadEvent("resource.pullRequestId must be a positive number")
@@ -276,10 +275,11 @@ def hook_authenticated(secret: str, headers: Mapping[str, str]) -> bool:
 
 
 def status_description(title: str) -> str:
-    """A check title as a status description: at most STATUS_DESCRIPTION_LIMIT characters."""
-    if len(title) <= STATUS_DESCRIPTION_LIMIT:
+    """A check title as a status description: at most `phases.DESCRIPTION_LIMIT` characters (GitHub's cap on a
+    commit status; Azure Repos shows it on one line)."""
+    if len(title) <= DESCRIPTION_LIMIT:
         return title
-    return title[:STATUS_DESCRIPTION_LIMIT - 1] + "…"
+    return title[:DESCRIPTION_LIMIT - 1] + "…"
 
 
 def pr_number(payload: Mapping[str, Any]) -> int | None:

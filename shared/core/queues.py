@@ -1,4 +1,6 @@
-"""The names of Driftless's Storage queues (function_app.py repeats them as literals; a test keeps them equal)."""
+"""The names of Driftless's Storage queues (function_app.py repeats them as literals; a test keeps them equal), and
+what Azure Tables refuses in the keys of the status table."""
+import re
 
 RECONCILE_QUEUE = "reconcile-jobs"
 """Reconcile jobs of the timer: one Target each (and their retries)."""
@@ -15,3 +17,5 @@ ROLLOUT_QUEUE = "rollout-steps"
 """Rollout step jobs: one step (or analysis) of one app's progressive delivery each, delayed until it is due."""
 POISON_SUFFIX = "-poison"
 """Where a message that can never succeed is parked, as the Functions host names it."""
+TABLE_KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+"""Characters Azure Tables refuses in a PartitionKey or RowKey."""

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 STRATEGIES = ("Canary", "BlueGreen")
 SOURCES = ("requests", "appInsights")
 PROGRESSING, PAUSED, PROMOTED, ROLLED_BACK, ABORTED = "Progressing", "Paused", "Promoted", "RolledBack", "Aborted"
-PHASES = (PROGRESSING, PAUSED, PROMOTED, ROLLED_BACK, ABORTED)
 ACTIVE = (PROGRESSING, PAUSED)
 """Phases of a rollout still walking (or waiting for a promote)."""
 CANARY_LABEL, PREVIEW_LABEL = "canary", "preview"
@@ -328,12 +327,8 @@ class State:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def weights(self) -> dict[str, int]:
-        """Traffic per revision as this state wants it."""
-        if self.phase == PROMOTED:
-            return {self.canary: 100}
-        if self.phase in (ROLLED_BACK, ABORTED):
-            return {self.stable: 100}
-        return {self.stable: 100 - self.weight, self.canary: self.weight}
+        """Traffic per revision as this state wants it (`traffic` by name)."""
+        return {entry["revisionName"]: entry["weight"] for entry in traffic(self)}
 
     def view(self) -> dict[str, Any]:
         """What status, the CLI and the HTTP routes show."""

@@ -41,7 +41,8 @@ class BadEvent(ValueError):
     """A signed event whose fields Driftless reads have the wrong type or shape; the message names the field."""
 
 
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""A full commit id (SHA-1 or SHA-256), lower case."""
 _TEXT_LIMIT = 1024
 # field -> (JSON type, extra check); None is allowed for every field (GitHub sends null for e.g. head_commit).
 _Spec = dict[str, tuple[type, str]]
@@ -70,7 +71,7 @@ def _check(data: Mapping[str, Any], spec: _Spec, where: str) -> None:
             raise BadEvent(f"{label} must be {_JSON_TYPES[kind]}, not {_json_type(value)}")
         if kind is str and len(value) > _TEXT_LIMIT:
             raise BadEvent(f"{label} is longer than {_TEXT_LIMIT} characters")
-        if rule == "sha" and not _SHA.fullmatch(value):
+        if rule == "sha" and not SHA.fullmatch(value):
             raise BadEvent(f"{label} must be a commit SHA (40 or 64 lowercase hex digits)")
         if rule == "paths" and not all(isinstance(p, str) for p in value):
             raise BadEvent(f"{label} must be an array of file paths (strings)")

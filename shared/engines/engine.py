@@ -98,40 +98,6 @@ def guarded(step: Step, revision: str, call: Callable[[], "Outcome | Pending"]) 
         return failed(step, revision, exc)
 
 
-def apply_plan(target: Target, revision: str, plan: Plan, problems: list[Problem],
-               apply_step: Callable[[Step], Outcome], *, dry_run: bool, concurrency: int,
-               progress: Progress | None, span: str) -> PassResult:
-    """Carry out every step of `plan` with at most `concurrency` at once, each in a telemetry span named `span`
-    and timed; outcomes in plan order. `apply_step` turns one step into its outcome and never raises. A thread
-    waits out each write: only the thread-per-write baseline `make bench` compares `apply_started` with uses
-    this; the engines of aca kinds use `apply_started`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from shared.adapters import telemetry
-
-    started = time.monotonic()
-    result = new_result(target, revision, dry_run)
-    result.degraded, result.prune = plan.degraded, plan.prune
-    result.problems = [p.to_dict() for p in problems]
-
-    def timed(step: Step) -> Outcome:
-        began = time.monotonic()
-        with telemetry.span(span, app=step.app, target=target.name, revision=revision, planned=step.kind) as trace:
-            outcome = apply_step(step)
-            if trace is not None:
-                trace.set_attributes({"action": outcome.action, "healthy": str(outcome.healthy),
-                                      "reason": outcome.reason[:500]})
-        outcome.duration_ms = int((time.monotonic() - began) * 1000)
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
-        for outcome in pool.map(timed, plan.steps):
-            result.outcomes.append(outcome)
-            if progress:
-                progress(len(result.outcomes), len(plan.steps), outcome)
-    return finish(result, started)
-
-
 MAX_PENDING = 1000
 """Operations one pass keeps pending at most (memory stays bounded; ARM's write bucket allows about 600 pending
 writes of 40 s each)."""
@@ -176,6 +142,7 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
     its outcome; `progress` in plan order."""
     import heapq
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from itertools import islice
 
     from shared.adapters import telemetry
 
@@ -222,12 +189,14 @@ def apply_started(target: Target, revision: str, plan: Plan, problems: list[Prob
                 else:
                     heapq.heappush(ready, (index, pending))
             if held and sweeping is None:
-                waiting = [(i, p) for _, i, p in due if i not in declined]
-                if now < paused_until or len(held) + len(waiting) < SWEEP_FROM:   # polled alone
+                enough = len(held) + sum(1 for _ in islice((e for e in due if e[1] not in declined),
+                                                           SWEEP_FROM)) >= SWEEP_FROM
+                if now < paused_until or not enough:       # polled alone
                     for entry in held:
                         heapq.heappush(ready, entry)
                     held = []
                 elif now >= hold_until:                     # offer every operation waiting for a look
+                    waiting = [(i, p) for _, i, p in due if i not in declined]
                     offered = {id(p.handle): (i, p) for i, p in held + waiting}
                     held, due = [], [entry for entry in due if entry[1] in declined]
                     heapq.heapify(due)
@@ -331,7 +300,7 @@ def finish(result: PassResult, started: float) -> PassResult:
     return result
 
 
-__all__ = ["ArmKindEngine", "Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS", "apply_plan",
+__all__ = ["ArmKindEngine", "Engine", "EngineFactory", "FileCache", "MAX_PENDING", "Pending", "Progress", "VERDICTS",
            "apply_started", "dry_run_outcome", "failed",
            "finish", "guarded",
            "new_result", "verdict"]
@@ -390,14 +359,17 @@ class ArmKindEngine:
     def _started(self, step: Step, revision: str, op: Operation) -> Outcome | Pending:
         """A write ARM answered: its outcome when it already ended, else first looked at when ARM said to."""
         if op.result is None:
-            return Pending(op, op.next_poll, op.every or self.settings.arm_poll_interval)
+            return self._pending(op)
         return self._look(step, revision, op)
+
+    def _pending(self, op: Operation) -> Pending:
+        return Pending(op, op.next_poll, op.every or self.settings.arm_poll_interval)
 
     def _look(self, step: Step, revision: str, op: Operation) -> Outcome | Pending:
         """One look at the step's operation: its outcome once it ended, else when to look again."""
         live = self.aca.poll(op)
         if live is None:
-            return Pending(op, op.next_poll, op.every or self.settings.arm_poll_interval)
+            return self._pending(op)
         return self._finished(step, revision, live)
 
     def _begin(self, step: Step, revision: str) -> Operation:

@@ -57,8 +57,9 @@ class Forwarder:
     def status(self, event: PhaseEvent) -> None:
         target_url = (self.config.target_url or "").format(sha=event.commit, context=event.context) or None
         if self.config.github_repo:
-            commit = self._github().get_repo(self.config.github_repo, lazy=True).get_commit(event.commit)
-            self._call(lambda: commit.create_status(event.state, target_url or "", event.description, event.context))
+            repo = self._github().get_repo(self.config.github_repo, lazy=True)
+            self._call(lambda: github.create_status(repo, event.commit, state=event.state, context=event.context,
+                                                    description=event.description, target_url=target_url))
         if self.config.azure_repos:
             org, project, repo = self.config.azure_repos
             genre, _, name = event.context.partition("/")

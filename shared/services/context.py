@@ -6,18 +6,24 @@ and hands it to each.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import uuid
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from shared.adapters import storage
 from shared.config.settings import Settings
+from shared.core.feedback_config import load_configs
+from shared.core.jobs import now_iso
+from shared.core.queues import PHASE_QUEUE
 from shared.core.reply import Reply
 
 if TYPE_CHECKING:
     from shared.adapters.github import TokenProvider
     from shared.adapters.key_vault import Secrets
     from shared.adapters.status_store import Store
+    from shared.core.phases import PhaseEvent
     from shared.engines.reconciler import Reconciler
 
 log = logging.getLogger("driftless")
@@ -44,6 +50,18 @@ class Context:
     def send(self, queue: str, text: str, *, delay: int = 0) -> None:
         """Put a message on one of Driftless's queues (on the Function App's storage account)."""
         storage.send(queue, text, self.env, delay=delay)
+
+    def report(self, event: "PhaseEvent") -> None:
+        """Queue Driftless's own phase event (a pass, a rollout) for the CI feedback forwarder when a `default`
+        feedback config exists; never raises (CI feedback must not break a pass or a rollout, a bad
+        DRIFTLESS_FEEDBACK included)."""
+        try:
+            if "default" not in load_configs(self.settings.feedback):
+                return
+            self.send(PHASE_QUEUE, json.dumps({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
+                                               "event": {"driftless": event.to_dict()}}))
+        except Exception as exc:
+            log.error("could not queue the commit status %s: %s: %s", event.context, type(exc).__name__, exc)
 
     def park(self, queue: str, body: bytes | str, why: str) -> str:
         """Park a message that can never succeed in `<queue>-poison`, logged at ERROR; returns "parked"."""

@@ -8,20 +8,17 @@ of Driftless's own (when a `default` feedback config exists).
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
-import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters import telemetry
-from shared.core.feedback_config import load_configs
 from shared.core.jobs import BadJob, Job, new_job, now_iso, parse_job
 from shared.core.manifests import APP_NAME, Target
-from shared.core.phases import PhaseEvent, pass_finished, pass_started
-from shared.core.queues import PHASE_QUEUE, PUSH_QUEUE, RECONCILE_QUEUE
+from shared.core.phases import pass_finished, pass_started
+from shared.core.queues import PUSH_QUEUE, RECONCILE_QUEUE
 from shared.core.reply import Reply, shown
 from shared.core.webhook import MAX_BODY, Push, load_json, touched
 from shared.services.context import Context
@@ -179,7 +176,7 @@ class Pipeline:
             log.info("job %s deferred: Target %s is being reconciled", job.id, target.name, extra=context)
             return "deferred"
         if job.reason != "timer":
-            self._report(pass_started(target.name, revision))
+            self.context.report(pass_started(target.name, revision))
         try:
             with Heartbeat(self.store, target.name, job.id, ttl=ttl, every=self.heartbeat_seconds, context=context):
                 started = now_iso()
@@ -189,24 +186,13 @@ class Pipeline:
                 self.store.record_pass(result, started_at=started, complete=job.app is None)
         finally:
             self.store.release_lease(target.name, job.id)
-        self._report(pass_finished(result))
+        self.context.report(pass_finished(result))
         telemetry.record_pass(result, reason=job.reason, requested_at=job.requested_at)
         summary = ", ".join(f"{n} {a}" for a, n in result.summary().items() if n)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(level, "target %s at %s: %s%s", target.name, revision[:12], summary or "no apps",
                 " (degraded)" if result.degraded else "", extra={**context, "revision": revision, "ok": result.ok})
         return "reconciled"
-
-    def _report(self, event: PhaseEvent) -> None:
-        """Queue Driftless's own phase event when a `default` feedback config exists; never fails a pass."""
-        try:
-            if "default" not in load_configs(self.settings.feedback):
-                return
-            self.context.send(PHASE_QUEUE, json.dumps({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
-                                                       "event": {"driftless": event.to_dict()}}))
-        except Exception as exc:  # CI feedback must not break reconciles (a bad DRIFTLESS_FEEDBACK included)
-            log.error("could not queue the commit status for %s: %s: %s", event.context, type(exc).__name__, exc)
-
 
 class Heartbeat:
     """While a pass runs (`with Heartbeat(...)`), a daemon thread renews the Target's lease every `every` seconds

@@ -23,7 +23,6 @@ after maxDequeueCount.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -59,11 +58,10 @@ from shared.core.preview import (
 )
 from shared.core.queues import PREVIEW_QUEUE
 from shared.core.reply import Reply
-from shared.core.webhook import DELIVERY, MAX_BODY, load_json
+from shared.core.webhook import DELIVERY, MAX_BODY, SHA, load_json
 from shared.services.context import Context
 
 log = logging.getLogger("driftless.previews")
-_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 CLAIMS = "preview"
 """Status-store partition of (repository, PR, head) claims: one check run per head."""
@@ -302,7 +300,7 @@ def _named_merge_base(source, targets_path: str, ask: Callable[[], str | None]) 
     or the commit cannot be read: the caller then compares with the branch head."""
     try:
         sha = ask()
-        if not sha or not _COMMIT.fullmatch(sha):
+        if not sha or not SHA.fullmatch(sha):
             return None
         source.read(targets_path, sha)                       # fetched by SHA, as a head is
         return sha

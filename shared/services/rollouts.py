@@ -12,7 +12,6 @@ commit status of context `driftless/rollout/<target>/<app>`.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,9 +23,7 @@ from typing import Any, Callable
 from shared.adapters.container_apps import AppRevisions, for_subscription
 from shared.adapters.monitor import Metrics, MetricsError
 from shared.core import rollout as r
-from shared.core.feedback_config import load_configs
-from shared.core.jobs import now_iso
-from shared.core.queues import PHASE_QUEUE, ROLLOUT_QUEUE
+from shared.core.queues import ROLLOUT_QUEUE
 from shared.core.reply import Reply, shown
 from shared.services.context import Context
 
@@ -89,7 +86,7 @@ class Rollouts:
             self._carry_out(state)
             self._follow_up(state, now)
             if not state.active:
-                self._report(state)
+                self.context.report(r.phase_event(state))
             return "resent"
         if job.tick != state.tick or not state.active:
             return "stale"
@@ -106,7 +103,7 @@ class Rollouts:
         self._carry_out(new, before=state)
         self._follow_up(new, now)
         if not new.active:
-            self._report(new)
+            self.context.report(r.phase_event(new))
         log.info("rollout of %s in %s at %s: %s (%s)", new.app, new.target, new.revision[:12], new.phase,
                  new.reason, extra={"app": new.app, "target": new.target, "revision": new.revision,
                                     "phase": new.phase, "step": new.step, "weight": new.weights().get(new.canary, 0),
@@ -155,7 +152,7 @@ class Rollouts:
             state.started_at = now
             if state.rollout.analysis:
                 state.next_analysis = now + state.rollout.analysis.interval
-        if state.rollout.analysis and now >= state.next_analysis and state.phase in r.ACTIVE:
+        if state.rollout.analysis and now >= state.next_analysis:
             state, said = r.record_analysis(state, self._analyse(state, self._arm(state), now), now)
             if said.startswith("rollback"):
                 return r.finish(state, r.ROLLED_BACK, said, now)
@@ -218,28 +215,13 @@ class Rollouts:
                                           errors_5xx=found.errors_5xx if found else 0.0))
         return results
 
-    def _report(self, state: r.State) -> None:
-        """Queue the rollout's commit status when a `default` feedback config exists; never fails the rollout."""
-        try:
-            if "default" not in load_configs(self.settings.feedback):
-                return
-            self.context.send(PHASE_QUEUE, json.dumps({"v": 1, "id": uuid.uuid4().hex, "received_at": now_iso(),
-                                                       "event": {"driftless": r.phase_event(state).to_dict()}}))
-        except Exception as exc:
-            log.error("could not queue the rollout status of %s: %s: %s", state.app, type(exc).__name__, exc)
-
     # --- manual control ------------------------------------------------------------------------
     def _find(self, app: str, target: str | None) -> list[tuple[r.State, str]] | Reply:
         if not isinstance(app, str) or not app or len(app) > 64:
             return Reply(400, {"error": "name an app"})
         if target is not None and (not target or len(target) > 128):
             return Reply(400, {"error": "target must be a Target name"})
-        found = []
-        for state in self.store.rollouts(target):
-            if state.app == app:
-                row = self.store.rollout(state.target, app)
-                if row is not None:
-                    found.append(row)
+        found = self.store.rollouts_of(app, target)
         if not found:
             where = f" in Target {shown(target)}" if target else ""
             return Reply(404, {"error": f"app {shown(app)} has no rollout{where}"})
@@ -303,5 +285,5 @@ class Rollouts:
             log.warning("abort of the rollout of %s: traffic not moved yet (%s); a queued job retries", app, reason)
             return Reply(202, {"aborted": app, "rollout": new.view(),
                                "pending": f"moving the traffic back failed ({reason}); a queued job retries it"})
-        self._report(new)
+        self.context.report(r.phase_event(new))
         return Reply(200, {"aborted": app, "rollout": new.view()})

@@ -9,8 +9,6 @@ import copy
 import pytest
 import yaml
 
-from shared.adapters import storage
-from shared.adapters.status_store import Store
 from shared.core.dapr_component import NO_STORE
 from shared.engines.reconciler import Reconciler
 from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, app_yaml, make_settings, outcomes, sync, writes
@@ -20,15 +18,6 @@ from tests.engines.test_jobs import by_hand
 KEY = "DaprComponent/reddog"
 SCOPED_APPS = "".join(app_yaml(name, extra=f"  dapr: {{enabled: true, appId: {name}}}\n") + "---\n"
                       for name in ("container-app-1", "container-app-2"))
-
-
-@pytest.fixture
-def store(azurite):
-    env = {"AzureWebJobsStorage": azurite.connection_string}
-    table = storage.table(env=env)
-    for entity in list(table.list_entities()):
-        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-    return Store(env=env)
 
 
 @pytest.fixture

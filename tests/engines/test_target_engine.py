@@ -15,7 +15,7 @@ from shared.engines.target_engine import TargetEngine, merge_prune
 from tests.conftest import app_yaml, make_settings, outcomes, sync
 from tests.core.test_dapr_component_manifests import STATESTORE
 from tests.core.test_job_manifests import SCHEDULED
-from tests.engines.test_dapr_components import SCOPED_APPS, build, store  # noqa: F401  (fixtures)
+from tests.engines.test_dapr_components import SCOPED_APPS, build  # noqa: F401  (fixtures)
 
 
 def test_an_aca_target_runs_one_engine_per_kind_and_aks_keeps_its_own(aca, repo):

@@ -10,9 +10,8 @@ import pytest
 import requests
 import yaml
 
-from shared.adapters import arm_budget, storage
+from shared.adapters import arm_budget
 from shared.adapters.arm_budget import ArmBudget
-from shared.adapters.status_store import Store
 from shared.engines.reconciler import Reconciler
 from tests.conftest import ENVIRONMENT, GROUP, SUBSCRIPTION, TOKEN, app_yaml, make_settings, outcomes, sync, writes
 from tests.core.test_dapr_component_manifests import STATESTORE
@@ -121,16 +120,22 @@ def test_a_full_create_on_a_drained_bucket_slows_itself_and_gets_no_429(repo, ac
     assert all(aca.app(SUBSCRIPTION, GROUP, n)["properties"]["provisioningState"] == "Succeeded" for n in names)
 
 
+def _on_two_threads(driftless, started):
+    """A pass at DRIFTLESS_CONCURRENCY 2: its result, and `[started()]` taken when its first outcome came."""
+    when_the_first_ended: list[int] = []
+
+    def progress(done: int, total: int, outcome) -> None:
+        if not when_the_first_ended:
+            when_the_first_ended.append(started())
+
+    return sync(driftless(DRIFTLESS_CONCURRENCY="2"), progress=progress)["default"], when_the_first_ended
+
+
 def test_a_pass_keeps_more_operations_pending_than_it_has_threads(repo, aca, driftless):
     aca.set_faults(lro_duration_s=1.0)
     names = _apps(repo, 12)
-    started_when_the_first_ended: list[int] = []
-
-    def progress(done: int, total: int, outcome) -> None:
-        if not started_when_the_first_ended:
-            started_when_the_first_ended.append(sum(aca.app(SUBSCRIPTION, GROUP, n) is not None for n in names))
-
-    result = sync(driftless(DRIFTLESS_CONCURRENCY="2"), progress=progress)["default"]
+    result, started_when_the_first_ended = _on_two_threads(driftless, lambda: sum(
+        aca.app(SUBSCRIPTION, GROUP, n) is not None for n in names))
     assert {o.action for o in result.outcomes} == {"created"}
     # a thread per operation would have sent 2 writes when the first 1 s operation ended; all 12 were started
     assert started_when_the_first_ended == [12]
@@ -352,15 +357,6 @@ def test_a_read_that_shows_an_earlier_operations_failure_does_not_fail_the_runni
 
 # --- jobs and Dapr components: the same begin/poll path under the same budget ------------------------------------
 @pytest.fixture
-def store(azurite):
-    env = {"AzureWebJobsStorage": azurite.connection_string}
-    table = storage.table(env=env)
-    for entity in list(table.list_entities()):
-        table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-    return Store(env=env)
-
-
-@pytest.fixture
 def budget(monkeypatch) -> ArmBudget:
     """A fresh mirror of the subscription's buckets for this test (the process's one is shared by other tests)."""
     fresh = ArmBudget()
@@ -442,13 +438,8 @@ def test_jobs_keep_more_operations_pending_than_the_pass_has_threads(repo, aca, 
         job["metadata"]["name"] = name
         repo.write(f"apps/{name}.yaml", yaml.safe_dump(job, sort_keys=False))
     repo.commit("six jobs")
-    started_when_the_first_ended: list[int] = []
-
-    def progress(done: int, total: int, outcome) -> None:
-        if not started_when_the_first_ended:
-            started_when_the_first_ended.append(sum(aca.job(SUBSCRIPTION, GROUP, n) is not None for n in names))
-
-    result = sync(driftless(DRIFTLESS_CONCURRENCY="2"), progress=progress)["default"]
+    result, started_when_the_first_ended = _on_two_threads(driftless, lambda: sum(
+        aca.job(SUBSCRIPTION, GROUP, n) is not None for n in names))
     assert {o.action for o in result.outcomes} == {"created"}
     # a thread per operation would have sent 2 writes when the first 1 s operation ended; all 6 were started
     assert started_when_the_first_ended == [6]

@@ -36,6 +36,15 @@ def github(stack, monkeypatch):
     stub.stop()
 
 
+def two_targets(*, prune: bool = False) -> str:
+    """Targets `default` (path apps/) and `other` (path other/, environment env-other) in one group, as YAML."""
+    extra = ", prune: true" if prune else ""
+    return (f"apiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {{name: default}}\n"
+            f"spec: {{type: aca, path: apps, resourceGroup: {GROUP}, environment: {ENVIRONMENT}{extra}}}\n"
+            "---\napiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {name: other}\n"
+            f"spec: {{type: aca, path: other, resourceGroup: {GROUP}, environment: env-other{extra}}}\n")
+
+
 def deploy(repo, aca, files: dict[str, str]) -> str:
     """Commit `files` to main and reconcile them into the emulator (the live state a preview is planned against);
     the emulator's call counters start from zero afterwards."""
@@ -168,10 +177,7 @@ def test_more_than_50_problems_are_sent_in_batches_of_at_most_50(stack, repo, ac
 
 
 def test_a_plan_with_a_delete_and_a_refused_prune_says_so(stack, repo, aca, github):
-    targets = (f"apiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {{name: default}}\n"
-               f"spec: {{type: aca, path: apps, resourceGroup: {GROUP}, environment: {ENVIRONMENT}, prune: true}}\n"
-               "---\napiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {name: other}\n"
-               f"spec: {{type: aca, path: other, resourceGroup: {GROUP}, environment: env-other, prune: true}}\n")
+    targets = two_targets(prune=True)
     deploy(repo, aca, {"targets/targets.yaml": targets, "apps/web.yaml": app_yaml("web"),
                        "apps/api.yaml": app_yaml("api"), "apps/old.yaml": app_yaml("old"),
                        "other/lone.yaml": app_yaml("lone"), "other/keep.yaml": app_yaml("keep"),
@@ -483,10 +489,7 @@ def test_with_a_personal_access_token_the_plan_is_a_commit_status_and_the_commen
 
 
 def test_only_the_targets_the_pull_request_changed_are_planned_when_the_branch_moved_on(stack, repo, aca, github):
-    targets = (f"apiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {{name: default}}\n"
-               f"spec: {{type: aca, path: apps, resourceGroup: {GROUP}, environment: {ENVIRONMENT}}}\n"
-               "---\napiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {name: other}\n"
-               f"spec: {{type: aca, path: other, resourceGroup: {GROUP}, environment: env-other}}\n")
+    targets = two_targets()
     deploy(repo, aca, {"targets/targets.yaml": targets, "apps/web.yaml": app_yaml("web"),
                        "other/lone.yaml": app_yaml("lone")})
     head = push_pr(repo, 26, {"other/lone.yaml": app_yaml("lone", image="nginx:1.28")})
@@ -499,12 +502,6 @@ def test_only_the_targets_the_pull_request_changed_are_planned_when_the_branch_m
     assert run["output"]["title"] == "1 to update" and "#### Target `other`" in text
     assert "#### Target `default`" not in text and "Compared with the branch head" not in text
     assert writes(aca) == 0
-
-
-TWO_TARGETS = (f"apiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {{name: default}}\n"
-               f"spec: {{type: aca, path: apps, resourceGroup: {GROUP}, environment: {ENVIRONMENT}}}\n"
-               "---\napiVersion: driftless.io/v1alpha1\nkind: Target\nmetadata: {name: other}\n"
-               f"spec: {{type: aca, path: other, resourceGroup: {GROUP}, environment: env-other}}\n")
 
 
 @pytest.fixture
@@ -520,7 +517,7 @@ def served(repo, monkeypatch):
 
 def fork_and_move_on(repo, aca, number: int, *, pull_ref: bool = True) -> tuple[str, str]:
     """(the fork point, the PR head): the PR changes the `other` Target only, then main changes `default`."""
-    fork = deploy(repo, aca, {"targets/targets.yaml": TWO_TARGETS, "apps/web.yaml": app_yaml("web"),
+    fork = deploy(repo, aca, {"targets/targets.yaml": two_targets(), "apps/web.yaml": app_yaml("web"),
                               "other/lone.yaml": app_yaml("lone")})
     files = {"other/lone.yaml": app_yaml("lone", image="nginx:1.28")}
     head = push_pr(repo, number, files) if pull_ref else push_branch(repo, f"feature-{number}", files)

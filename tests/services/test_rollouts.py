@@ -70,6 +70,15 @@ def deploy(runner, repo, image: str, **kwargs) -> str:
     return head
 
 
+def stable_then_canary(runner, repo, aca, **kwargs) -> tuple[str, str, str]:
+    """The app deployed at nginx:1.27, then at nginx:1.28 (with the same manifest `kwargs`): (the stable revision,
+    the head commit, the new revision Driftless names after it)."""
+    deploy(runner, repo, "nginx:1.27", **kwargs)
+    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
+    head = deploy(runner, repo, "nginx:1.28", **kwargs)
+    return stable, head, f"web--g{head[:12]}"
+
+
 def traffic(aca) -> dict[str, int]:
     """The live weights by revision name (latestRevision resolved)."""
     app = aca.app(SUBSCRIPTION, GROUP, "web")
@@ -88,10 +97,7 @@ def rollout_of(runner) -> dict:
 
 
 def test_a_canary_walks_every_step_to_promotion_with_no_write_while_a_pause_is_pending(rollouts, repo, aca, clock):
-    deploy(rollouts, repo, "nginx:1.27")
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28")
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca)
     state = rollout_of(rollouts)
     assert (state["phase"], state["stableRevision"], state["canaryRevision"]) == ("Progressing", stable, canary)
     assert traffic(aca) == {stable: 90, canary: 10} and state["step"] == 1
@@ -132,10 +138,7 @@ def _revisions(aca) -> list[dict]:
 
 def test_a_manual_pause_waits_for_promote_and_bad_requests_are_refused(rollouts, repo, aca, clock):
     steps = "    strategy: Canary\n    steps:\n      - setWeight: 20\n      - pause: {}\n      - setWeight: 60\n"
-    deploy(rollouts, repo, "nginx:1.27", rollout=steps)
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28", rollout=steps)
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca, rollout=steps)
     assert rollout_of(rollouts)["phase"] == "Paused" and traffic(aca) == {stable: 80, canary: 20}
     clock.advance(86400)
     before = writes(aca)
@@ -161,10 +164,7 @@ def test_a_rising_error_rate_rolls_back_within_one_interval(rollouts, repo, aca,
     analysis = ("    analysis:\n      interval: 1m\n      failureLimit: 0\n      metrics:\n"
                 "        - {name: error-rate, source: requests, maxPercent5xx: 5}\n")
     steps = "    strategy: Canary\n    steps:\n      - setWeight: 20\n      - pause: {duration: 1h}\n"
-    deploy(rollouts, repo, "nginx:1.27", rollout=steps, analysis=analysis)
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28", rollout=steps, analysis=analysis)
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca, rollout=steps, analysis=analysis)
     started = clock.now
     failing_from = started + 120
     aca.set_requests("web", stable, per_minute=400)
@@ -191,10 +191,7 @@ def test_a_rising_error_rate_rolls_back_within_one_interval(rollouts, repo, aca,
 
 def test_blue_green_keeps_the_preview_at_zero_then_switches_at_once(rollouts, repo, aca, clock):
     steps = "    strategy: BlueGreen\n    steps:\n      - pause: {}\n"
-    deploy(rollouts, repo, "nginx:1.27", rollout=steps)
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28", rollout=steps)
-    green = f"web--g{head[:12]}"
+    stable, head, green = stable_then_canary(rollouts, repo, aca, rollout=steps)
     live = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["configuration"]["ingress"]["traffic"]
     assert {"revisionName": green, "weight": 0, "label": "preview"} in live
     assert traffic(aca) == {stable: 100, green: 0}
@@ -278,10 +275,7 @@ def test_a_new_app_and_a_scale_change_apply_at_once_and_drift_healing_does_not_f
     assert api(rollouts, "GET", "rollouts/web").status_code == 404       # scale creates no rollout: applied at once
     assert aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["template"]["scale"]["maxReplicas"] == 3
     assert list(traffic(aca).values()) == [100]
-    deploy(rollouts, repo, "nginx:1.27")
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28")
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca)
     rollouts.fire_timer("scheduled_reconcile")          # drift healing mid-rollout leaves the weights alone
     pump(rollouts, 2)
     assert traffic(aca) == {stable: 90, canary: 10}
@@ -292,10 +286,7 @@ def test_a_manual_pause_promoted_with_the_cli(rollouts, repo, aca, clock, capsys
     from shared.cli import main
 
     steps = "    strategy: Canary\n    steps:\n      - setWeight: 30\n      - pause: {}\n"
-    deploy(rollouts, repo, "nginx:1.27", rollout=steps)
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28", rollout=steps)
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca, rollout=steps)
     capsys.readouterr()
     assert main(["rollout", "status", "web"]) == 0
     shown = capsys.readouterr().out
@@ -326,10 +317,7 @@ def test_abort_sends_everything_back_to_stable(rollouts, repo, aca, clock):
 
 
 def test_a_runtime_suspension_holds_the_rollout_where_it_is(rollouts, repo, aca, clock):
-    deploy(rollouts, repo, "nginx:1.27")
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28")
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca)
     assert api(rollouts, "POST", "apps/web/suspend").status_code == 200
     clock.advance(3600)
     before = writes(aca)
@@ -372,10 +360,7 @@ def test_a_canary_whose_rollout_the_store_missed_gets_it_started_by_the_next_pas
 
 
 def test_spec_suspend_in_git_holds_the_rollout_until_a_pass_sees_it_removed(rollouts, repo, aca, clock):
-    deploy(rollouts, repo, "nginx:1.27")
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28")
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca)
     deploy(rollouts, repo, "nginx:1.28", extra="  suspend: true\n")        # same template, suspended in Git
     clock.advance(3600)
     before = writes(aca)
@@ -444,10 +429,7 @@ def test_an_app_insights_metric_above_its_limit_rolls_back_and_one_without_a_val
                 f"          resource: {AI}\n"
                 "          query: \"requests | where cloud_RoleInstance startswith '{revision}' | summarize avg(duration)\"\n")
     steps = "    strategy: Canary\n    steps:\n      - setWeight: 20\n      - pause: {duration: 1h}\n"
-    deploy(rollouts, repo, "nginx:1.27", rollout=steps, analysis=analysis)
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28", rollout=steps, analysis=analysis)
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca, rollout=steps, analysis=analysis)
     query = f"requests | where cloud_RoleInstance startswith '{canary}' | summarize avg(duration)"
     slow_from = clock.now + 60
     aca.set_query_result(AI, query, lambda start, end: 1200.0 if end > slow_from else 300.0)
@@ -471,10 +453,7 @@ def test_an_app_insights_metric_above_its_limit_rolls_back_and_one_without_a_val
 
 
 def test_an_abort_arm_refuses_is_stored_answered_202_and_carried_out_by_a_queued_job(rollouts, repo, aca, clock):
-    deploy(rollouts, repo, "nginx:1.27")
-    stable = aca.app(SUBSCRIPTION, GROUP, "web")["properties"]["latestRevisionName"]
-    head = deploy(rollouts, repo, "nginx:1.28")
-    canary = f"web--g{head[:12]}"
+    stable, head, canary = stable_then_canary(rollouts, repo, aca)
     aca.set_faults(conflict_apps=["web"])               # another client's operation runs on the app: 409
     reply = api(rollouts, "POST", "rollouts/web/abort")
     assert reply.status_code == 202, reply.text         # never a 500
