@@ -9,7 +9,7 @@ in a message.
 from __future__ import annotations
 
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 TIMEOUT = 10
 HEADERS = {"Accept": "application/json", "X-TFS-FedAuthRedirect": "Suppress"}
@@ -51,6 +51,12 @@ class AzureDevOps:
         return reply.json() if reply.content else {}
 
 
+def repository_url(repo: tuple[str, str, str]) -> str:
+    """The REST URL of an Azure Repos repository, from (organization URL, project, repository name or id)."""
+    org, project, name = repo
+    return f"{org.rstrip('/')}/{quote(project)}/_apis/git/repositories/{quote(name)}"
+
+
 class PullRequest:
     """One Azure Repos pull request's REST resources (api-version 7.1): the PR itself, its iterations, statuses
     and comment threads. `repo` is (organization URL, project, repository name or id)."""
@@ -58,12 +64,8 @@ class PullRequest:
     API = "api-version=7.1"
 
     def __init__(self, client: AzureDevOps, repo: tuple[str, str, str], number: int):
-        from urllib.parse import quote
-
-        org, project, name = repo
         self.client, self.number = client, number
-        self.url = (f"{org.rstrip('/')}/{quote(project)}/_apis/git/repositories/{quote(name)}/pullRequests/"
-                    f"{number}")
+        self.url = f"{repository_url(repo)}/pullRequests/{number}"
 
     def get(self) -> dict[str, Any] | None:
         """The pull request (GitPullRequest), or None when Azure Repos has no such PR (404)."""

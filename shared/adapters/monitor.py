@@ -87,9 +87,7 @@ class Metrics:
         as none. Raises MetricsError (message without secrets) when Monitor cannot answer."""
         from azure.core.exceptions import AzureError, HttpResponseError
 
-        start, end = _utc(start), _utc(end)
-        if end <= start:
-            raise ValueError(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
+        start, end = _window(start, end)
         try:
             results = self._client(location).query_resources(
                 resource_ids=[app_id], metric_namespace=NAMESPACE, metric_names=[METRIC], timespan=(start, end),
@@ -141,9 +139,7 @@ class Metrics:
         from azure.core.exceptions import AzureError, HttpResponseError
         from azure.monitor.query import LogsQueryStatus
 
-        start, end = _utc(start), _utc(end)
-        if end <= start:
-            raise ValueError(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
+        start, end = _window(start, end)
         try:
             result = self._logs().query_resource(app_insights_id, query, timespan=(start, end))
         except HttpResponseError as exc:
@@ -166,8 +162,13 @@ class Metrics:
         return float(value)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[start, end) in UTC (naive datetimes are UTC); ValueError when it does not end after it starts."""
+    start, end = (m.replace(tzinfo=timezone.utc) if m.tzinfo is None else m.astimezone(timezone.utc)
+                  for m in (start, end))
+    if end <= start:
+        raise ValueError(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
+    return start, end
 
 
 def _first_line(exc: Exception) -> str:

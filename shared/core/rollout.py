@@ -286,7 +286,6 @@ class State:
     app: str
     target: str
     revision: str
-    strategy: str
     stable: str
     canary: str
     rollout: Rollout
@@ -326,6 +325,11 @@ class State:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @property
+    def strategy(self) -> str:
+        """Canary or BlueGreen (the manifest's `spec.rollout.strategy`)."""
+        return self.rollout.strategy
+
     def weights(self) -> dict[str, int]:
         """Traffic per revision as this state wants it (`traffic` by name)."""
         return {entry["revisionName"]: entry["weight"] for entry in traffic(self)}
@@ -345,13 +349,23 @@ class State:
 
 def start(*, app: str, target: str, revision: str, rollout: Rollout, stable: str, canary: str, resource_group: str,
           subscription: str, app_id: str, location: str, now: float) -> State:
-    """A new rollout: the canary at 0%, step 0 next."""
-    state = State(app=app, target=target, revision=revision, strategy=rollout.strategy, stable=stable, canary=canary,
+    """A new rollout: the canary at 0%, step 0 next; begun at `now` (0: not yet, its first step job begins it)."""
+    state = State(app=app, target=target, revision=revision, stable=stable, canary=canary,
                   rollout=rollout, resource_group=resource_group, subscription=subscription, app_id=app_id,
-                  location=location, started_at=now, updated_at=now, reason="started")
-    if rollout.analysis:
-        state.next_analysis = now + rollout.analysis.interval
+                  location=location, updated_at=now, reason="started")
+    return begin(state, now) if now else state
+
+
+def begin(state: State, now: float) -> State:
+    """`state` started at `now`: its first analysis one interval later."""
+    state.started_at = now
+    _next_analysis(state, now)
     return state
+
+
+def _next_analysis(state: State, now: float) -> None:
+    if state.rollout.analysis:
+        state.next_analysis = now + state.rollout.analysis.interval
 
 
 def revision_suffix(revision: str) -> str:
@@ -426,6 +440,7 @@ def promote(state: State, now: float) -> State:
         state.step, state.due = state.step + 1, 0.0
     state.phase, state.updated_at = PROGRESSING, now
     state.reason = "promoted by hand"
+    _next_analysis(state, now)
     return state
 
 

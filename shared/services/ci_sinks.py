@@ -10,10 +10,10 @@ import hashlib
 import hmac
 import json
 from typing import Any, Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from shared.adapters import github
-from shared.adapters.azure_devops import AzureDevOps, AzureDevOpsError
+from shared.adapters.azure_devops import AzureDevOps, AzureDevOpsError, repository_url
 from shared.core.feedback_config import (
     AZDO_STATES,
     FeedbackConfig,
@@ -46,9 +46,8 @@ class Forwarder:
                 repo = self._github().get_repo(self.config.github_repo, lazy=True)
                 self._message = self._call(lambda: repo.get_commit(sha).commit.message)
             elif self.config.azure_repos:
-                org, project, repo = self.config.azure_repos
-                self._message = self._azdo("GET", f"{org}/{quote(project)}/_apis/git/repositories/{quote(repo)}"
-                                                  f"/commits/{sha}?api-version=7.1").get("comment", "")
+                self._message = self._azdo("GET", f"{repository_url(self.config.azure_repos)}/commits/{sha}"
+                                                  "?api-version=7.1").get("comment", "")
             else:
                 self._message = ""
         return self._message
@@ -61,10 +60,9 @@ class Forwarder:
             self._call(lambda: github.create_status(repo, event.commit, state=event.state, context=event.context,
                                                     description=event.description, target_url=target_url))
         if self.config.azure_repos:
-            org, project, repo = self.config.azure_repos
             genre, _, name = event.context.partition("/")
-            self._azdo("POST", f"{org}/{quote(project)}/_apis/git/repositories/{quote(repo)}/commits/"
-                               f"{event.commit}/statuses?api-version=7.1",
+            self._azdo("POST", f"{repository_url(self.config.azure_repos)}/commits/{event.commit}/statuses"
+                               "?api-version=7.1",
                        {"state": AZDO_STATES[event.state], "description": event.description,
                         "targetUrl": target_url, "context": {"name": name, "genre": genre}})
 
@@ -79,16 +77,15 @@ class Forwarder:
 
     def pipelines(self, event: PhaseEvent) -> str:
         """Complete the agentless task of the PR that produced the commit; returns what happened."""
-        org, project, pr_repo = self.config.pipelines
         number = merged_pr(self.commit_message(event.commit))
         if number is None:
             return "no 'Merged PR N:' in the commit message; no pipeline to call back"
         return self.complete_task(number, "succeeded" if event.succeeded else "failed")
 
     def complete_task(self, number: int, result: str) -> str:
-        org, project, pr_repo = self.config.pipelines
-        properties = self._azdo("GET", f"{org}/{quote(project)}/_apis/git/repositories/{quote(pr_repo)}/pullRequests/"
-                                       f"{number}/properties?api-version=7.1-preview.1", missing_ok=True)
+        pr_repo = self.config.pipelines[2]
+        properties = self._azdo("GET", f"{repository_url(self.config.pipelines)}/pullRequests/{number}/properties"
+                                       "?api-version=7.1-preview.1", missing_ok=True)
         if properties is None:
             return f"PR {number} not found in {pr_repo}"
         properties = properties.get("value", {})
@@ -112,12 +109,11 @@ class Forwarder:
         closing time and read page by page (`$top`/`$skip`, at most `PR_PAGES` pages of `PR_PAGE`)."""
         from datetime import datetime, timedelta, timezone
 
-        org, project, pr_repo = self.config.pipelines
         since = datetime.now(timezone.utc) - timedelta(hours=within_hours)
         query = urlencode({"searchCriteria.status": "abandoned", "searchCriteria.queryTimeRangeType": "closed",
                            "searchCriteria.minTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "$top": PR_PAGE,
                            "api-version": "7.1"})
-        url = f"{org}/{quote(project)}/_apis/git/repositories/{quote(pr_repo)}/pullrequests?{query}"
+        url = f"{repository_url(self.config.pipelines)}/pullrequests?{query}"
         numbers = []
         for page in range(PR_PAGES):
             listing = self._azdo("GET", f"{url}&$skip={page * PR_PAGE}").get("value", [])

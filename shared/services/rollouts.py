@@ -149,9 +149,7 @@ class Rollouts:
         back or pause; it reads only), then the walk (weights, pauses, promotion)."""
         state = replace(state, analyses=list(state.analyses))
         if not state.started_at:
-            state.started_at = now
-            if state.rollout.analysis:
-                state.next_analysis = now + state.rollout.analysis.interval
+            state = r.begin(state, now)
         if state.rollout.analysis and now >= state.next_analysis:
             state, said = r.record_analysis(state, self._analyse(state, self._arm(state), now), now)
             if said.startswith("rollback"):
@@ -254,8 +252,6 @@ class Rollouts:
                                         "promote", "rollout": state.view()})
         now = self.clock()
         new = r.promote(state, now)
-        if new.rollout.analysis:
-            new.next_analysis = now + new.rollout.analysis.interval
         new.tick, new.by = state.tick + 1, "promote"
         if not self.store.put_rollout(new, etag):
             return Reply(409, {"error": "the rollout moved meanwhile; look at its status and try again"})

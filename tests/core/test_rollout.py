@@ -148,7 +148,6 @@ def test_a_manual_pause_waits_for_promote():
 
 def test_blue_green_keeps_the_preview_at_zero_until_promoted():
     blue = state(r.Rollout("BlueGreen", (r.Step(manual=True),)))
-    blue.strategy = "BlueGreen"
     assert r.traffic(blue) == [{"revisionName": "web--old", "weight": 100},
                                {"revisionName": "web--gbbb", "weight": 0, "label": "preview"}]
 
